@@ -1,0 +1,41 @@
+# F2RVLM — one-command set-up. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export GRADIO_ANALYTICS_ENABLED ?= False
+export TOKENIZERS_PARALLELISM ?= false
+export PYTHONDONTWRITEBYTECODE ?= 1
+
+.PHONY: help install test test-all demo lint bench clean
+
+help: ## this list
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## create .venv and install f2rvlm with the extras the tests need
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e ".[train,space,data,dev]"
+	touch $@
+
+test: install ## run the fast test suite (offline, tiny models)
+	$(PY) -m pytest -q
+
+test-all: install ## run every test, slow ones included
+	$(PY) -m pytest -q -m ""
+
+demo: install ## build the default tiny model if absent and run one retrieval
+	$(PY) -m f2rvlm.demo
+
+lint: install ## ruff
+	$(VENV)/bin/ruff check modeling recipes space hub_datasets benchmarks tests
+
+bench: install ## run the benchmarks and rewrite benchmarks/RESULTS.md
+	$(PY) benchmarks/run_all.py
+
+clean: ## remove build outputs (keeps .venv)
+	rm -rf build dist *.egg-info outputs
