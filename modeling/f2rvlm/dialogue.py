@@ -25,6 +25,8 @@ class DialogueImage:
 
     source: Any
     caption: str | None = None
+    #: File name kept for bytes/PIL sources (a dataset row's `path`), so rows round-trip.
+    name: str | None = None
 
     def __post_init__(self):
         if not isinstance(self.source, (str, os.PathLike, bytes, bytearray)) and not _is_pil(self.source):
@@ -79,6 +81,8 @@ class Utterance:
     text: str = ""
     images: list[DialogueImage] = field(default_factory=list)
     timestamp: str | None = None
+    #: Topic label ("" when unknown); synthetic data fills it for the auxiliary topic head.
+    topic: str = ""
 
 
 @dataclass
@@ -199,7 +203,7 @@ class Dialogue:
             utterances.append(Utterance(
                 speaker=item["speaker"], text=text,
                 images=[_image_from_plain(img, f"utterances[{i}].images[{j}]", base_dir) for j, img in enumerate(images)],
-                timestamp=item.get("timestamp"),
+                timestamp=item.get("timestamp"), topic=item.get("topic") or "",
             ))
         dialogue = cls(utterances, data.get("dialogue_id"))
         return dialogue.validate()
@@ -214,6 +218,8 @@ class Dialogue:
                 item["images"] = [_image_to_plain(img) for img in u.images]
             if u.timestamp is not None:
                 item["timestamp"] = u.timestamp
+            if u.topic:
+                item["topic"] = u.topic
             out["utterances"].append(item)
         return out
 
@@ -238,8 +244,12 @@ class Dialogue:
                 if k in used:
                     raise DialogueError(f"row {row.get('dialogue_id')}: image {k} is attached twice")
                 used.add(k)
-                attached.append(DialogueImage(_image_source(images[k]), captions[k] if k < len(captions) else None))
-            utterances.append(Utterance(item["speaker"], item.get("text") or "", attached, item.get("timestamp")))
+                attached.append(DialogueImage(
+                    _image_source(images[k]), captions[k] if k < len(captions) else None, _image_name(images[k])
+                ))
+            utterances.append(Utterance(
+                item["speaker"], item.get("text") or "", attached, item.get("timestamp"), item.get("topic") or ""
+            ))
         dialogue = cls(utterances, row.get("dialogue_id"))
         if [k for spec in dialogue.line_specs() for k in spec.image_ids] != [
             k for item in row["utterances"] for k in (item.get("image_ids") or [])
@@ -253,10 +263,14 @@ class Dialogue:
         return {
             "dialogue_id": self.dialogue_id,
             "utterances": [
-                {"id": s.utterance_id, "speaker": s.speaker, "text": s.text, "image_ids": list(s.image_ids)}
-                for s in line_specs
+                {"id": s.utterance_id, "speaker": s.speaker, "text": s.text, "image_ids": list(s.image_ids),
+                 "topic": u.topic or ""}
+                for s, u in zip(line_specs, self.utterances)
             ],
-            "images": [{"bytes": img.to_bytes(), "path": os.path.basename(img.path) if img.path else None} for img in self.images],
+            "images": [
+                {"bytes": img.to_bytes(), "path": os.path.basename(img.path) if img.path else img.name}
+                for img in self.images
+            ],
             "image_captions": [img.caption for img in self.images],
             "num_turns": len(self.utterances),
         }
@@ -294,6 +308,12 @@ def _image_to_plain(image: DialogueImage):
     if image.caption is not None:
         plain["caption"] = image.caption
     return plain if (image.caption is not None or "bytes" in plain) else plain["path"]
+
+
+def _image_name(value) -> str | None:
+    if isinstance(value, Mapping) and value.get("bytes") is not None and value.get("path"):
+        return os.path.basename(value["path"])
+    return None
 
 
 def _image_source(value):

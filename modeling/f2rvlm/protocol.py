@@ -400,6 +400,8 @@ class AnswerGrammar:
             if char in ",]" and self._id_complete(section, digits, prev):
                 if char == "]":
                     return self._close(section)
+                if self.allowed[section][-1] <= int(digits):  # no larger id left to list
+                    return None
                 return (section, "comma", "", int(digits))
             return None
         if pos == "comma" and char == " ":
