@@ -17,7 +17,14 @@ from pathlib import Path, PurePosixPath
 
 from ..dialogue import Dialogue, DialogueError, DialogueImage, Utterance
 from ..protocol import IMAGE_PLACEHOLDER, PROTOCOL_TAGS
-from .safety import ChatImportError, ImportLimits, SafeZip, image_problem, looks_like_image_name, safe_member_name
+from .safety import (
+    ChatImportError,
+    ImportLimits,
+    SafeZip,
+    image_problem,
+    looks_like_image_name,
+    safe_member_name,
+)
 
 _EXAMPLES_KEPT = 5
 
@@ -31,7 +38,11 @@ class IgnoredItem:
     examples: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        where = f" ({'; '.join(self.examples)}{', ...' if self.count > len(self.examples) else ''})" if self.examples else ""
+        where = (
+            f" ({'; '.join(self.examples)}{', ...' if self.count > len(self.examples) else ''})"
+            if self.examples
+            else ""
+        )
         return f"{self.count} x {self.kind}{where}"
 
 
@@ -73,23 +84,31 @@ def clean_text(text: str) -> str:
 # Media: files shipped next to the chat (a folder, a zip, or an explicit images folder)
 # ----------------------------------------------------------------------------------------------
 class MediaFolder:
-    """Files below one root folder, looked up by relative path or by unique file name."""
+    """Files below one root folder: exact relative paths are checked directly; file names are
+    searched for lazily (at most `max_members` files are listed, so a huge folder is cheap)."""
 
     def __init__(self, root: str | os.PathLike, limits: ImportLimits):
         self.root = Path(root).resolve()
         self.limits = limits
-        self.files: dict[str, Path] = {}
-        for dirpath, _, filenames in os.walk(self.root):
-            for filename in sorted(filenames):
-                path = Path(dirpath, filename)
-                if path.is_symlink():
-                    continue
-                self.files[path.relative_to(self.root).as_posix()] = path
-                if len(self.files) > limits.max_members:
-                    raise ChatImportError(f"{self.root.name}: folder has more than {limits.max_members} files")
+        self._listing: list[str] | None = None
+
+    def has(self, name: str) -> bool:
+        path = (self.root / name).resolve()
+        return self.root in path.parents and path.is_file() and not (self.root / name).is_symlink()
+
+    def listing(self) -> list[str]:
+        if self._listing is None:
+            self._listing = []
+            for dirpath, dirnames, filenames in os.walk(self.root):
+                dirnames.sort()
+                for filename in sorted(filenames):
+                    if len(self._listing) >= self.limits.max_members:
+                        return self._listing
+                    self._listing.append(Path(dirpath, filename).relative_to(self.root).as_posix())
+        return self._listing
 
     def load(self, name: str):
-        path = self.files[name]
+        path = self.root / name
         if path.stat().st_size > self.limits.max_upload_bytes:
             raise ChatImportError(f"{name}: file is larger than the upload limit")
         return path
@@ -101,7 +120,12 @@ class MediaZip:
     def __init__(self, archive: SafeZip, extract_to: str | os.PathLike | None):
         self.archive = archive
         self.extract_to = extract_to
-        self.files = {name: name for name in archive.names}
+
+    def has(self, name: str) -> bool:
+        return name in self.archive
+
+    def listing(self) -> list[str]:
+        return self.archive.names
 
     def load(self, name: str):
         if self.extract_to is None:
@@ -112,20 +136,22 @@ class MediaZip:
 class MediaIndex:
     """Looks media up across sources (an explicit images folder first, then the upload)."""
 
-    def __init__(self, sources):
+    def __init__(self, sources=()):
         self.sources = [s for s in sources if s is not None]
 
     def find(self, name: str, folder: str = ""):
-        """(source, member name) for `name` relative to `folder`, else by file name; None if absent."""
+        """(source, member name) for `name` relative to `folder`, else by unique file name."""
         try:
-            wanted = safe_member_name(str(PurePosixPath(folder) / name.replace("\\", "/")) if folder else name)
+            relative = name.replace("\\", "/")
+            wanted = safe_member_name(f"{folder}/{relative}" if folder else relative)
         except ChatImportError:
             return None
         base = PurePosixPath(wanted).name
         for source in self.sources:
-            if wanted in source.files:
+            if source.has(wanted):
                 return source, wanted
-            matches = [n for n in source.files if PurePosixPath(n).name == base]
+        for source in self.sources:
+            matches = [n for n in source.listing() if PurePosixPath(n).name == base]
             if len(matches) == 1:
                 return source, matches[0]
         return None
@@ -133,7 +159,7 @@ class MediaIndex:
     def image_names(self) -> list[tuple[object, str]]:
         """Every image file of the first source that has any, in name order (for order matching)."""
         for source in self.sources:
-            names = sorted(n for n in source.files if looks_like_image_name(n))
+            names = sorted(n for n in source.listing() if looks_like_image_name(n))
             if names:
                 return [(source, n) for n in names]
         return []
@@ -151,6 +177,7 @@ class DialogueBuilder:
         self.media = media or MediaIndex([])
         self.utterances: list[Utterance] = []
         self._ignored: dict[str, IgnoredItem] = {}
+        self._used_paths: set[Path] = set()
 
     def ignore(self, kind: str, where: str = "") -> None:
         item = self._ignored.setdefault(kind, IgnoredItem(kind))
@@ -166,7 +193,9 @@ class DialogueBuilder:
         if text or images:
             self.utterances.append(Utterance(clean_speaker(speaker), text, images, timestamp))
 
-    def image(self, name: str, where: str, folder: str = "", caption: str | None = None) -> DialogueImage | None:
+    def image(
+        self, name: str, where: str, folder: str = "", caption: str | None = None
+    ) -> DialogueImage | None:
         """The named media file as a checked image, or None after reporting why it is unusable."""
         found = self.media.find(name, folder)
         if found is None:
@@ -183,8 +212,15 @@ class DialogueBuilder:
         self.ignore("image without its file", where)
         return None
 
-    def _checked_image(self, source, name: str, where: str, caption: str | None = None) -> DialogueImage | None:
+    def _checked_image(
+        self, source, name: str, where: str, caption: str | None = None
+    ) -> DialogueImage | None:
         loaded = source.load(name)
+        if isinstance(loaded, Path):
+            if loaded in self._used_paths:  # Dialogue allows one turn per image file
+                self.ignore("image attached twice", f"{where}: {name}")
+                return None
+            self._used_paths.add(loaded)
         problem = image_problem(loaded, PurePosixPath(name).name, self.limits)
         if problem:
             self.ignore("unreadable image", f"{where}: {problem}")
@@ -198,7 +234,8 @@ class DialogueBuilder:
     def build(self, format_name: str, dialogue_id: str | None = None, queries=()) -> ChatImport:
         if len(self.utterances) > self.limits.max_turns:
             raise ChatImportError(
-                f"{self.source_name}: chat has {len(self.utterances)} turns; the limit is {self.limits.max_turns}")
+                f"{self.source_name}: chat has {len(self.utterances)} turns; the limit is {self.limits.max_turns}"
+            )
         if not self.utterances:
             raise ChatImportError(f"{self.source_name}: no messages with text or images were found")
         dialogue = Dialogue(self.utterances, dialogue_id)

@@ -78,7 +78,8 @@ def check_upload(path: str | os.PathLike, limits: ImportLimits) -> Path:
         raise ChatImportError(f"{path.name}: file is empty")
     if size > limits.max_upload_bytes:
         raise ChatImportError(
-            f"{path.name}: file is {size / MB:.1f} MB; the limit is {limits.max_upload_bytes / MB:.1f} MB")
+            f"{path.name}: file is {size / MB:.1f} MB; the limit is {limits.max_upload_bytes / MB:.1f} MB"
+        )
     return path
 
 
@@ -130,14 +131,17 @@ class SafeZip:
             raise ChatImportError(f"{self.path.name}: not a readable zip archive ({err})") from None
         if len(infos) > limits.max_members:
             raise ChatImportError(
-                f"{self.path.name}: archive has {len(infos)} members; the limit is {limits.max_members}")
+                f"{self.path.name}: archive has {len(infos)} members; the limit is {limits.max_members}"
+            )
         self._members: dict[str, zipfile.ZipInfo] = {}
         declared_total = 0
         for info in infos:
             name = safe_member_name(info.filename)
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
-                raise ChatImportError(f"zip member {info.filename!r} is a symbolic link; links are not allowed")
+                raise ChatImportError(
+                    f"zip member {info.filename!r} is a symbolic link; links are not allowed"
+                )
             if info.is_dir() or not name:
                 continue
             if info.flag_bits & 0x1:
@@ -148,7 +152,8 @@ class SafeZip:
         if declared_total > limits.max_total_uncompressed:
             raise ChatImportError(
                 f"{self.path.name}: archive unpacks to {declared_total / MB:.1f} MB; "
-                f"the limit is {limits.max_total_uncompressed / MB:.1f} MB")
+                f"the limit is {limits.max_total_uncompressed / MB:.1f} MB"
+            )
 
     def _check_ratio(self, info: zipfile.ZipInfo) -> None:
         if info.file_size < RATIO_CHECK_MIN_BYTES:
@@ -157,7 +162,8 @@ class SafeZip:
         if ratio > self.limits.max_ratio:
             raise ChatImportError(
                 f"zip member {info.filename!r} expands {ratio:.0f}x (a decompression bomb?); "
-                f"the limit is {self.limits.max_ratio:.0f}x")
+                f"the limit is {self.limits.max_ratio:.0f}x"
+            )
 
     @property
     def names(self) -> list[str]:
@@ -172,7 +178,9 @@ class SafeZip:
     def _chunks(self, name: str):
         info = self._members[name]
         if is_nested_archive(name):
-            raise ChatImportError(f"zip member {name!r} is an archive; nested archives are not opened")
+            raise ChatImportError(
+                f"zip member {name!r} is an archive; nested archives are not opened"
+            )
         read = 0
         try:
             with self._zip.open(info) as stream:
@@ -184,7 +192,8 @@ class SafeZip:
                     if self._bytes_read > self.limits.max_total_uncompressed:
                         raise ChatImportError(
                             f"{self.path.name}: more than {self.limits.max_total_uncompressed / MB:.1f} MB "
-                            "unpacked; the limit is reached")
+                            "unpacked; the limit is reached"
+                        )
                     yield chunk
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
             if isinstance(err, ChatImportError):
@@ -204,8 +213,7 @@ class SafeZip:
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             with open(target, "wb") as out:
-                for chunk in self._chunks(name):
-                    out.write(chunk)
+                out.writelines(self._chunks(name))
         except ChatImportError:
             target.unlink(missing_ok=True)
             raise
@@ -241,14 +249,22 @@ def image_problem(source: bytes | Path, name: str, limits: ImportLimits) -> str 
     """Why `source` is not a usable picture, or None when it is (header checked, not decoded)."""
     from PIL import Image, UnidentifiedImageError
 
-    stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else open(source, "rb")
     try:
-        with stream, Image.open(stream) as image:
+        with Image.open(
+            io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+        ) as image:
             width, height = image.size
             if width * height > limits.max_image_pixels:
-                return f"{name} has {width}x{height} pixels; the limit is {limits.max_image_pixels:,}"
+                return (
+                    f"{name} has {width}x{height} pixels; the limit is {limits.max_image_pixels:,}"
+                )
             image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+    ) as err:
         return f"{name} is not a valid image ({type(err).__name__})"
     return None
-

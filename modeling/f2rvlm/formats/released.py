@@ -1,0 +1,119 @@
+"""Released data files and our own JSON: ms-swift records, raw annotations, dialogue JSON.
+
+- Released MLDR / WeChat test records (PROTOCOL.md §4): the user message is parsed with
+  `protocol.parse_prompt` (the one template parser); image id k is `images[k]`. A file may
+  hold one record or a list; `record=` picks one. The record's query is returned in
+  `ChatImport.queries`.
+- Raw annotations: `{"dialogue": [{"speaker", "utterance": str | [{"image_url", "caption"}]}],
+  "query_text": [...]}`; an image entry is a turn of its own, as in the annotation.
+- Dialogue JSON: `Dialogue.from_dict` (`{"utterances": [...]}`).
+
+Image files are looked up only inside the upload, its folder and `images_dir` (never at an
+arbitrary absolute path: a record must not make the Space read another file on the server);
+each is checked like any chat image. A missing or unreadable image is left out and reported;
+a turn left without text or images keeps the text "[image]" so that utterance ids stay those
+of the file. Image ids then no longer match the record's gold answer: pass `images_dir`.
+"""
+
+from __future__ import annotations
+
+from ..dialogue import Dialogue, DialogueError, DialogueImage
+from ..protocol import PromptParseError, parse_prompt
+from .base import ChatImport, DialogueBuilder
+from .safety import ChatImportError
+
+
+def is_released_record(item: dict) -> bool:
+    messages = item.get("messages")
+    return isinstance(messages, list) and any(isinstance(m, dict) and "role" in m for m in messages)
+
+
+def _pick_record(payload, record: int, builder: DialogueBuilder) -> dict:
+    if isinstance(payload, dict):
+        return payload
+    if not -len(payload) <= record < len(payload):
+        raise ChatImportError(
+            f"{builder.source_name}: record {record} requested; the file has {len(payload)}"
+        )
+    item = payload[record]
+    if not isinstance(item, dict):
+        raise ChatImportError(f"{builder.source_name}: record {record} is not an object")
+    return item
+
+
+def _image_ref(builder: DialogueBuilder, value, folder: str, where: str) -> DialogueImage | None:
+    """The image as found in the upload or `images_dir` and checked, else None (reported)."""
+    caption = None
+    if isinstance(value, dict):
+        caption = value.get("caption")
+        value = value.get("path") or value.get("image_url")
+    if not isinstance(value, str) or not value:
+        raise ChatImportError(f"{builder.source_name}: {where}: image needs a path")
+    return builder.image(value.lstrip("/"), where, folder, caption)
+
+
+def _add_keeping_turn(builder: DialogueBuilder, speaker, text: str, images, timestamp=None) -> None:
+    """Add a turn; one whose images all went missing keeps "[image]" so ids stay aligned."""
+    images = [image for image in images if image is not None]
+    builder.add(speaker, text if (text.strip() or images) else "[image]", images, timestamp)
+
+
+def read_released(
+    payload, builder: DialogueBuilder, *, folder: str = "", record: int = 0, **_
+) -> ChatImport:
+    item = _pick_record(payload, record, builder)
+    users = [m for m in item["messages"] if isinstance(m, dict) and m.get("role") == "user"]
+    if not users or not isinstance(users[0].get("content"), str):
+        raise ChatImportError(f"{builder.source_name}: record {record} has no user message text")
+    try:
+        parsed = parse_prompt(users[0]["content"])
+    except PromptParseError as err:
+        raise ChatImportError(f"{builder.source_name}: record {record}: {err}") from None
+    images = item.get("images") or []
+    for line in parsed.lines:
+        attached = []
+        for k in line.image_ids:
+            if not 0 <= k < len(images):
+                raise ChatImportError(
+                    f"{builder.source_name}: utterance {line.utterance_id} shows image {k}; the record has {len(images)}"
+                )
+            attached.append(_image_ref(builder, images[k], folder, f"images[{k}]"))
+        _add_keeping_turn(builder, line.speaker, line.text, attached)
+    return builder.build("released", item.get("dialogue_id"), [parsed.query])
+
+
+def read_annotation(
+    payload, builder: DialogueBuilder, *, folder: str = "", record: int = 0, **_
+) -> ChatImport:
+    item = _pick_record(payload, record, builder)
+    for i, turn in enumerate(item["dialogue"]):
+        if not isinstance(turn, dict):
+            raise ChatImportError(f"{builder.source_name}: dialogue[{i}] is not an object")
+        content = turn.get("utterance", "")
+        if isinstance(content, list):
+            images = [_image_ref(builder, entry, folder, f"dialogue[{i}]") for entry in content]
+            _add_keeping_turn(builder, turn.get("speaker"), "", images)
+        else:
+            builder.add(turn.get("speaker"), str(content or ""))
+    queries = item.get("query_text") or []
+    return builder.build(
+        "annotation", item.get("dialogue_id"), [queries] if isinstance(queries, str) else queries
+    )
+
+
+def read_dialogue_json(payload, builder: DialogueBuilder, *, folder: str = "", **_) -> ChatImport:
+    try:
+        dialogue = Dialogue.from_dict(payload)
+    except DialogueError as err:
+        raise ChatImportError(f"{builder.source_name}: {err}") from None
+    for i, utterance in enumerate(dialogue.utterances):
+        images = [
+            _image_ref(
+                builder, {"path": img.path, "caption": img.caption}, folder, f"utterances[{i}]"
+            )
+            if img.path
+            else img
+            for img in utterance.images
+        ]
+        _add_keeping_turn(builder, utterance.speaker, utterance.text, images, utterance.timestamp)
+    return builder.build("dialogue-json", dialogue.dialogue_id)
