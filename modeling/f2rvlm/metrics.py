@@ -30,10 +30,12 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from .protocol import (
+    IMAGE_PLACEHOLDER,
     IMG_ID_END,
     IMG_ID_START,
     PARSE_MODES,
@@ -73,7 +75,7 @@ class Scores:
     f1: float
     mcc: float
 
-    def rounded(self, decimals: int = DECIMALS) -> "Scores":
+    def rounded(self, decimals: int = DECIMALS) -> Scores:
         return Scores(*(round(v, decimals) for v in (self.precision, self.recall, self.f1, self.mcc)))
 
     def to_dict(self, prefix: str = "global_") -> dict[str, float]:
@@ -99,7 +101,7 @@ class Counts:
     tn: int = 0
 
     @classmethod
-    def of(cls, predicted: Iterable[int], gold: Iterable[int], universe_size: int) -> "Counts":
+    def of(cls, predicted: Iterable[int], gold: Iterable[int], universe_size: int) -> Counts:
         """Counts of the binary vectors "predicted" and "gold" over ids `0..universe_size-1`."""
         universe = range(universe_size)
         pred = {i for i in predicted if i in universe}
@@ -108,7 +110,7 @@ class Counts:
         fp, fn = len(pred) - tp, len(true) - tp
         return cls(tp, fp, fn, universe_size - tp - fp - fn)
 
-    def __add__(self, other: "Counts") -> "Counts":
+    def __add__(self, other: Counts) -> Counts:
         return Counts(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.tn + other.tn)
 
     def scores(self) -> Scores:
@@ -245,7 +247,7 @@ class EvaluationReport:
     utterance_counts: Counts
     image_counts: Counts
     per_sample: dict[str, Scores] | None = None
-    by_length: dict[str, "EvaluationReport"] = field(default_factory=dict)
+    by_length: dict[str, EvaluationReport] = field(default_factory=dict)
     num_unparsed: int = 0
 
     def to_dict(self, per_sample: bool = False) -> dict:
@@ -334,11 +336,24 @@ def _message_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(
-            part.get("text", "") if isinstance(part, Mapping) else ("<image>" if part is None else str(part))
-            for part in content
-        )
+        return "".join(_part_text(part) for part in content)
     raise TypeError("message content must be a string or a list of parts")
+
+
+def _part_text(part: Any) -> str:
+    if isinstance(part, Mapping):
+        return IMAGE_PLACEHOLDER if part.get("type") == "image" else str(part.get("text") or "")
+    return str(part)
+
+
+def prompt_text(prompt: Any) -> str:
+    """The user prompt text of a prompt given as text, chat messages, or one message's content
+    (image parts become `<image>`), as TRL passes `prompts` to reward functions."""
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list) and prompt and isinstance(prompt[0], Mapping) and "role" in prompt[0]:
+        return "".join(_message_text(m.get("content")) for m in prompt if m.get("role") == "user")
+    return _message_text(prompt)
 
 
 def sample_from_record(record: Mapping) -> EvalSample:
