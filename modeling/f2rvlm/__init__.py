@@ -18,3 +18,37 @@ from .protocol import (
 )
 
 __version__ = "0.1.0"
+
+# Model classes load lazily (torch + transformers take seconds to import). Accessing any of them,
+# or calling `register()`, registers the F2RVLM classes with AutoConfig / AutoModel /
+# AutoModelForImageTextToText / AutoProcessor, so `AutoModel.from_pretrained(folder)` then works
+# without trust_remote_code. `import f2rvlm` alone does not register (measured: it would add ~4 s).
+_LAZY = {
+    "F2RVLMQwen2VLConfig": "configuration_f2rvlm",
+    "F2RVLMQwen2_5_VLConfig": "configuration_f2rvlm",
+    "F2RVLMQwen3VLConfig": "configuration_f2rvlm",
+    "F2RVLMQwen2VLForConditionalGeneration": "modeling_f2rvlm",
+    "F2RVLMQwen2_5_VLForConditionalGeneration": "modeling_f2rvlm",
+    "F2RVLMQwen3VLForConditionalGeneration": "modeling_f2rvlm",
+    "F2RVLMOutput": "modeling_f2rvlm",
+    "RetrievalResult": "modeling_f2rvlm",
+    "F2RVLMProcessor": "processing_f2rvlm",
+    "F2RVLMCollator": "processing_f2rvlm",
+    "load_model": "hub",
+}
+
+
+def register() -> None:
+    """Register the F2RVLM classes with the transformers Auto classes (idempotent)."""
+    from .hub import register as _register
+
+    _register()
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        register()
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -126,4 +126,4 @@ CONFIG_CLASSES = {
     "qwen3_vl": F2RVLMQwen3VLConfig,
 }
 
-__all__ = ["F2RVLMQwen2VLConfig", "F2RVLMQwen2_5_VLConfig", "F2RVLMQwen3VLConfig", "CONFIG_CLASSES"]
+__all__ = ["CONFIG_CLASSES", "F2RVLMQwen2VLConfig", "F2RVLMQwen2_5_VLConfig", "F2RVLMQwen3VLConfig"]

@@ -17,8 +17,9 @@ Imports torch, transformers and the sibling F2RVLM files only (travels with the 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,10 +34,23 @@ from transformers.modeling_outputs import ModelOutput
 
 from .configuration_f2rvlm import F2RVLMQwen2_5_VLConfig, F2RVLMQwen2VLConfig, F2RVLMQwen3VLConfig
 from .dialogue import as_dialogue
-from .generation_f2rvlm import AnswerConstraint, max_answer_length, merge_window_answers, plan_windows
+from .generation_f2rvlm import (
+    AnswerConstraint,
+    max_answer_length,
+    merge_window_answers,
+    plan_windows,
+)
 from .protocol import AnswerGrammar, contiguous_spans, parse_answer
 
 RETRIEVAL_MODES = ("generate", "guided", "tagging")
+
+
+def _as_dialogue(value):
+    """`dialogue.as_dialogue`, but duck-typed: remote code loads the modeling and processing files
+    as separate module copies, so a `Dialogue` from one copy is not an instance of the other's."""
+    if hasattr(value, "line_specs") and hasattr(value, "utterances"):
+        return value
+    return as_dialogue(value)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -294,7 +308,7 @@ class F2RVLMMixin:
         jobs = []  # (pair index, window dialogue, image offset, query, prompt length)
         num_windows = []
         for index, (dialogue, query) in enumerate(pairs):
-            dialogue = as_dialogue(dialogue)
+            dialogue = _as_dialogue(dialogue)
             windows = self._plan_windows(dialogue, query, processor, template)
             num_windows.append(len(windows))
             for window, image_offset, length in windows:
@@ -492,18 +506,38 @@ class F2RVLMQwen3VLForConditionalGeneration(F2RVLMMixin, Qwen3VLForConditionalGe
         self.post_init()
 
 
+def _share_checkpoint_conversions() -> None:
+    """Give each F2RVLM model type its backbone's checkpoint key conversions, so stock Qwen-VL
+    checkpoints (legacy key names, e.g. the released base) load into F2RVLM classes."""
+    try:
+        from transformers.conversion_mapping import (
+            get_checkpoint_conversion_mapping,
+            register_checkpoint_conversion_mapping,
+        )
+    except ImportError:  # pragma: no cover - other transformers versions
+        return
+    for ours in MODEL_CLASSES.values():
+        backbone = ours.__mro__[2]  # (ours, F2RVLMMixin, backbone, ...)
+        # conversions are keyed by class name (then model_type); reuse the backbone class's entry
+        mapping = get_checkpoint_conversion_mapping(backbone.__name__)
+        if mapping is None:
+            mapping = get_checkpoint_conversion_mapping(backbone.config_class.model_type)
+        if mapping is not None and get_checkpoint_conversion_mapping(ours.__name__) is None:
+            register_checkpoint_conversion_mapping(ours.__name__, mapping)
+
 #: Backbone family name -> F2RVLM model class.
 MODEL_CLASSES = {
     "qwen2_vl": F2RVLMQwen2VLForConditionalGeneration,
     "qwen2_5_vl": F2RVLMQwen2_5_VLForConditionalGeneration,
     "qwen3_vl": F2RVLMQwen3VLForConditionalGeneration,
 }
+_share_checkpoint_conversions()
 
 __all__ = [
+    "MODEL_CLASSES",
     "F2RVLMOutput",
-    "RetrievalResult",
     "F2RVLMQwen2VLForConditionalGeneration",
     "F2RVLMQwen2_5_VLForConditionalGeneration",
     "F2RVLMQwen3VLForConditionalGeneration",
-    "MODEL_CLASSES",
+    "RetrievalResult",
 ]
