@@ -9,7 +9,7 @@ export GRADIO_ANALYTICS_ENABLED ?= False
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONDONTWRITEBYTECODE ?= 1
 
-.PHONY: help install test test-all demo lint bench clean
+.PHONY: help install test test-all demo lint bench clean train-tiny
 
 help: ## this list
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-12s %s\n", $$1, $$2}'
@@ -28,8 +28,15 @@ test: install ## run the fast test suite (offline, tiny models)
 test-all: install ## run every test, slow ones included
 	$(PY) -m pytest -q -m ""
 
-demo: install ## build the default tiny model if absent and run one retrieval
+demo: install ## serve the Gradio Space on 127.0.0.1 (uses/builds the default model first)
+	$(PY) space/app.py
+
+demo-cli: install ## one retrieval on the bundled example dialogue, printed in the terminal
 	$(PY) -m f2rvlm.demo
+
+BUDGET ?= 30
+train-tiny: install ## CPU pipeline: synthetic data -> SFT -> curriculum -> GRPO -> eval -> export (BUDGET=30 minutes)
+	$(PY) recipes/train_tiny.py --budget_minutes $(BUDGET)
 
 lint: install ## ruff
 	$(VENV)/bin/ruff check modeling recipes space hub_datasets benchmarks tests

@@ -1,0 +1,211 @@
+"""F2RVLM Space: upload a chat export, ask for a fragment, see the retrieved turns and photos.
+
+    python space/app.py [--model DIR_OR_REPO]      # http://127.0.0.1:7860 (GRADIO_SERVER_PORT/NAME)
+
+The model comes from `--model`, else $F2RVLM_MODEL, else a tiny CPU model built on first run
+(`f2rvlm_space.engine.resolve_default_model`). Tests build the app in-process with `build_demo`
+and start it with `launch`, exactly as `main` does.
+
+API (gradio_client): `Client(url).predict(handle_file(path), "query", api_name="/retrieve")`
+returns `{utterance_ids, image_ids, spans, turns, images, raw_answer, seconds, chat, ...}`;
+an optional third argument picks the method ("generate", "guided", "tagging", "bm25", "embeddings").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+# the helpers beside this file; a copied f2rvlm/ (a Space) or the repo's modeling/ (a checkout)
+for _path in (_HERE, _HERE / "vendor", _HERE.parent / "modeling"):
+    if _path.is_dir() and str(_path) not in sys.path:
+        sys.path.append(str(_path))
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr
+from f2rvlm.dialogue import DialogueError
+from f2rvlm.formats import ChatImportError, ImportLimits
+from f2rvlm_space import engine, render
+
+TITLE = "F2RVLM — find a fragment in your chat"
+EMPTY_STATUS = "Upload a chat export or pick an example."
+INTRO = """Upload a chat export (WhatsApp `.zip`/`.txt`, Telegram `result.json` or its `.zip`,
+Discord JSON, WeChat CSV/TXT) or pick an example, then describe what you are looking for. The model
+answers with the ids of the turns and photos that form the matching fragment.
+Uploads stay in a temporary folder of your session and are deleted when you leave."""
+
+
+def _close(session) -> None:
+    if session is not None:
+        session.close()
+
+
+def build_demo(model_path: str | None = None, limits: ImportLimits | None = None,
+               retriever: engine.Retriever | None = None) -> gr.Blocks:
+    """The Space as a `gr.Blocks` (queue configured); the model is loaded here, before launch."""
+    limits = limits or engine.SPACE_LIMITS
+    retriever = retriever or engine.Retriever(model_path)
+    choices = retriever.choices()
+    labels = dict(engine.METHOD_LABELS)
+
+    # -- handlers ------------------------------------------------------------------------------
+    def _loaded(make, old):
+        """(session, status, chat view, query update) from `make()`, or the import error shown."""
+        _close(old)
+        try:
+            session = make()
+        except ChatImportError as err:
+            message = f"Could not import this file: {err}"
+            gr.Warning(message)
+            return None, f"⚠️ {message}", render.message_html(message), gr.skip()
+        view = render.chat_html(session.dialogue, session.thumbnails, limit=render.PREVIEW_TURNS)
+        queries = session.imported.queries
+        query_update = "\n".join(queries[: engine.MAX_QUERIES]) if queries else gr.skip()
+        return session, render.import_report_md(session.summary()), view, query_update
+
+    def load_chat(path, redact, old):
+        """Import an upload: (session, status, chat view, query update)."""
+        if path is None:
+            _close(old)
+            return None, EMPTY_STATUS, "", gr.skip()
+        return _loaded(lambda: engine.import_upload(path, limits, bool(redact)), old)
+
+    def pick_example(index, redact, old):
+        """(upload cleared, example dropdown, session, status, chat view, query update)."""
+        if index is None:
+            return (gr.skip(),) * 6
+        return (None, gr.skip()) + _loaded(lambda: engine.load_example(index, bool(redact)), old)
+
+    def toggle_redaction(redact, old):
+        if old is None or not old.source:
+            return (gr.skip(),) * 4
+        kind, where = old.source
+        if kind == "example":
+            return _loaded(lambda: engine.load_example(where, bool(redact)), old)
+        return _loaded(lambda: engine.import_upload(where, limits, bool(redact)), old)
+
+    def clear_example(_path):
+        return None
+
+    def search(session, text, methods, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - Gradio's API
+        """(result html, gallery, raw json, download file)."""
+        if session is None:
+            message = "Upload a chat (or pick an example) first."
+            return render.message_html(message), [], None, None
+        try:
+            queries = engine.parse_queries(text)
+            keys = retriever.normalise_methods(methods)
+        except ValueError as err:
+            return render.message_html(str(err)), [], None, None
+        document = engine.run_search(retriever, session, queries, keys, progress)
+        view = render.results_html(session.dialogue, document, session.thumbnails, labels)
+        gallery = _gallery(session, document)
+        download = Path(session.workdir) / "f2rvlm-result.json"
+        download.write_text(json.dumps(document, ensure_ascii=False, indent=2), encoding="utf-8")
+        return view, gallery, document, str(download)
+
+    def api_retrieve(path, query, method):
+        """One query on one uploaded file, as JSON; bad input raises a clear `gr.Error`."""
+        try:
+            session = engine.import_upload(path, limits)
+        except ChatImportError as err:
+            raise gr.Error(f"Could not import this file: {err}") from None
+        try:
+            queries = [query.strip()] if query and query.strip() else []
+            if not queries or len(queries[0]) > engine.MAX_QUERY_CHARS:
+                engine.parse_queries(query if queries else "")  # raises with the right message
+            key = retriever.normalise_methods([method or "generate"])[0]
+            out = retriever.run(key, session.dialogue, queries[0])
+            record = engine.result_record(session, queries[0], out)
+            record["chat"] = session.summary()
+            return record
+        except ValueError as err:
+            raise gr.Error(str(err)) from None
+        finally:
+            session.close()
+
+    # -- layout --------------------------------------------------------------------------------
+    with gr.Blocks(title=TITLE, delete_cache=(600, 3600)) as demo:
+        gr.Markdown(f"# {TITLE}\n{INTRO}")
+        session = gr.State(None, time_to_live=3600, delete_callback=_close)
+        with gr.Row():
+            with gr.Column(scale=1):
+                upload = gr.File(label="Chat export", elem_id="upload", file_count="single", type="filepath")
+                example = gr.Dropdown(engine.sample_choices(), value=None, label="…or pick an example",
+                                      elem_id="example", allow_custom_value=False)
+                redact = gr.Checkbox(False, label="Hide phone numbers and e-mail addresses", elem_id="redact")
+                status = gr.Markdown(EMPTY_STATUS, elem_id="import-status")
+                chat_view = gr.HTML("", elem_id="chat", padding=True)
+            with gr.Column(scale=1):
+                query = gr.Textbox(label="What are you looking for? (one query per line)", lines=3,
+                                   elem_id="query", placeholder="the photos from our trip to the lake")
+                methods = gr.CheckboxGroup(choices, value=["generate"], label="Methods (pick several to compare)",
+                                           elem_id="methods")
+                search_button = gr.Button("Search", variant="primary", elem_id="search")
+                result = gr.HTML("", elem_id="result", padding=True)
+                gallery = gr.Gallery(label="Retrieved images", elem_id="gallery", columns=6, height=220,
+                                     object_fit="contain", preview=False, allow_preview=True)
+                with gr.Accordion("Raw answers, spans and timings", open=False):
+                    raw = gr.JSON(label="Result", elem_id="raw")
+                download = gr.File(label="Download the result (JSON)", elem_id="download", interactive=False)
+        with gr.Row(visible=False):
+            api_method = gr.Textbox("generate", label="method")
+            api_output = gr.JSON(label="result")
+            api_button = gr.Button("retrieve")
+
+        # -- events ----------------------------------------------------------------------------
+        loaded = [session, status, chat_view, query]
+        upload.upload(load_chat, [upload, redact, session], loaded, api_name="load_chat")
+        upload.upload(clear_example, upload, example, api_visibility="private")
+        upload.clear(load_chat, [upload, redact, session], loaded, api_visibility="private")
+        example.input(pick_example, [example, redact, session], [upload, example] + loaded, api_name="load_example")
+        redact.input(toggle_redaction, [redact, session], loaded, api_visibility="private")
+        search_button.click(search, [session, query, methods], [result, gallery, raw, download], api_name="search")
+        query.submit(search, [session, query, methods], [result, gallery, raw, download], api_visibility="private")
+        api_button.click(api_retrieve, [upload, query, api_method], api_output, api_name="retrieve")
+    demo.queue(default_concurrency_limit=int(os.environ.get("F2RVLM_CONCURRENCY", "4")), max_size=64)
+    demo.f2rvlm_retriever = retriever  # tests compare against the same model
+    demo.f2rvlm_limits = limits
+    return demo
+
+
+def _gallery(session: engine.ChatSession, document: dict, limit: int = 48) -> list:
+    items, seen = [], set()
+    for record in document["results"]:
+        for image_id in record["image_ids"]:
+            if image_id in seen or len(items) >= limit:
+                continue
+            seen.add(image_id)
+            try:
+                items.append((session.dialogue.images[image_id].load(), f"image {image_id}"))
+            except (DialogueError, OSError, ValueError):  # unreadable late: the result view names it
+                continue
+    return items
+
+
+def launch(demo: gr.Blocks, **overrides):
+    """`demo.launch` with the Space's settings (upload cap, styles); keyword arguments override."""
+    limits = getattr(demo, "f2rvlm_limits", engine.SPACE_LIMITS)
+    options = {"max_file_size": limits.max_upload_bytes, "css": render.CSS, "show_error": True}
+    options.update(overrides)
+    return demo.launch(**options)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None,
+                        help="F2RVLM model folder or Hub repo id (default: $F2RVLM_MODEL, else the tiny CPU model)")
+    args = parser.parse_args(argv)
+    demo = build_demo(args.model)
+    print(f"F2RVLM Space: model {demo.f2rvlm_retriever.model_path} on {demo.f2rvlm_retriever.device}", flush=True)
+    launch(demo, prevent_thread_lock=True)
+    print(f"F2RVLM Space running at {demo.local_url}", flush=True)
+    demo.block_thread()
+
+
+if __name__ == "__main__":
+    main()

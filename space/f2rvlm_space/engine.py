@@ -1,0 +1,370 @@
+"""What the Space does, without any Gradio: pick and load the model, import an upload into a
+per-session folder, run queries with the chosen methods, and build the result document.
+
+The app (`space/app.py`) only wires these functions to components, so tests and the load
+benchmark can check the same code paths through the UI or directly.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from f2rvlm.dialogue import Dialogue
+from f2rvlm.formats import ChatImport, ChatImportError, ImportLimits, import_chat
+from f2rvlm.formats.redact import redact_dialogue, redact_text
+from f2rvlm.formats.safety import MB
+
+#: Upload limits of the Space: lower than the library defaults, since one shared CPU serves all.
+SPACE_LIMITS = ImportLimits(
+    max_upload_bytes=25 * MB,
+    max_members=2_000,
+    max_total_uncompressed=200 * MB,
+    max_ratio=200.0,
+    max_turns=3_000,
+    max_image_pixels=40_000_000,
+)
+MAX_QUERIES = 8
+MAX_QUERY_CHARS = 500
+
+#: Method key -> label shown in the selector. Model modes need the model; "guided" and
+#: "tagging" need its relevance head; baselines need `f2rvlm.baselines`.
+METHOD_LABELS = {
+    "generate": "F2RVLM · generate",
+    "guided": "F2RVLM · guided",
+    "tagging": "F2RVLM · tagging",
+    "bm25": "BM25 (baseline)",
+    "embeddings": "Embeddings (baseline)",
+}
+MODEL_MODES = ("generate", "guided", "tagging")
+
+
+# ----------------------------------------------------------------------------------------------
+# Model choice and loading
+# ----------------------------------------------------------------------------------------------
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def default_model_dir() -> Path:
+    """Where the default tiny CPU model lives (built there when absent): $F2RVLM_CACHE/demo-model,
+    else the checkout's outputs/demo-model (the folder `python -m f2rvlm.demo` uses), else
+    ~/.cache/f2rvlm/demo-model."""
+    if os.environ.get("F2RVLM_CACHE"):
+        return Path(os.environ["F2RVLM_CACHE"]) / "demo-model"
+    if (REPO_ROOT / "modeling" / "f2rvlm").is_dir():
+        return REPO_ROOT / "outputs" / "demo-model"
+    return Path(os.path.expanduser("~")) / ".cache" / "f2rvlm" / "demo-model"
+
+
+def resolve_default_model(model: str | None = None) -> str:
+    """The model the Space serves: `model` if given, else $F2RVLM_MODEL, else the tiny CPU model
+    (built on first use into `default_model_dir()`; a Hub repo id or a local folder both work)."""
+    chosen = model or os.environ.get("F2RVLM_MODEL")
+    if chosen:
+        return chosen
+    folder = default_model_dir()
+    if not (folder / "config.json").exists():
+        from f2rvlm.tiny import save_tiny
+
+        # built beside, then renamed: two processes starting together never see half a folder
+        partial = Path(tempfile.mkdtemp(prefix=".building-", dir=_ensure(folder.parent)))
+        save_tiny(str(partial / "model"), family="qwen2_vl", size="test", seed=0, relevance_head=True)
+        try:
+            os.replace(partial / "model", folder)
+        except OSError:
+            pass  # another process won the race; its folder is equivalent
+        shutil.rmtree(partial, ignore_errors=True)
+    return str(folder)
+
+
+def _ensure(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def pick_device() -> str:
+    """cuda on a GPU / ZeroGPU Space (ZeroGPU lends the GPU inside `spaces.GPU` calls), else cpu."""
+    if os.environ.get("SPACES_ZERO_GPU"):
+        return "cuda"
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def _gpu_decorator():
+    try:
+        import spaces  # a ZeroGPU Space
+
+        return spaces.GPU
+    except ImportError:
+        return lambda fn: fn
+
+
+_gpu = _gpu_decorator()
+#: Loaded models by key; the GPU-decorated function looks the model up here instead of receiving
+#: it as an argument (ZeroGPU pickles arguments into its worker).
+_MODELS: dict[str, tuple] = {}
+_MODEL_LOCK = threading.Lock()
+
+
+@_gpu
+def _run_model(key: str, dialogue: Dialogue, query: str, mode: str, show_progress: bool) -> dict:
+    model, processor = _MODELS[key]
+    return model.retrieve(dialogue, query, processor=processor, mode=mode, show_progress=show_progress).to_dict()
+
+
+class Retriever:
+    """The F2RVLM model plus whatever baselines are installed, behind one `run` call."""
+
+    def __init__(self, model_path: str | None = None, device: str | None = None):
+        from f2rvlm.hub import load_model
+
+        self.model_path = resolve_default_model(model_path)
+        self.device = device or pick_device()
+        model, processor = load_model(self.model_path, device=self.device)
+        self.key = f"{self.model_path}@{self.device}#{id(model)}"
+        _MODELS[self.key] = (model, processor)
+        self.model, self.processor = model, processor
+        self.has_head = getattr(model, "relevance_head", None) is not None
+        self._baselines: dict[str, object] = {}
+        self._baseline_errors: dict[str, str] = {}
+
+    # -- which methods exist -------------------------------------------------------------------
+    @property
+    def methods(self) -> list[str]:
+        keys = ["generate"] + (["guided", "tagging"] if self.has_head else [])
+        return keys + [k for k in ("bm25", "embeddings") if _baseline_available(k)]
+
+    def choices(self) -> list[tuple[str, str]]:
+        return [(METHOD_LABELS[k], k) for k in self.methods]
+
+    def normalise_methods(self, methods) -> list[str]:
+        """Method keys from keys or labels; unknown names raise `ValueError` naming the choices."""
+        if not methods:
+            return ["generate"]
+        if isinstance(methods, str):
+            methods = [methods]
+        by_label = {v.lower(): k for k, v in METHOD_LABELS.items()}
+        keys = []
+        for name in methods:
+            key = by_label.get(str(name).strip().lower(), str(name).strip().lower())
+            if key not in self.methods:
+                raise ValueError(f"unknown or unavailable method {name!r}; choose from {', '.join(self.methods)}")
+            keys.append(key)
+        return list(dict.fromkeys(keys))
+
+    # -- running -------------------------------------------------------------------------------
+    def run(self, method: str, dialogue: Dialogue, query: str, show_progress: bool = False) -> dict:
+        """One method on one query: ids, spans, raw text and seconds (model calls are serialised:
+        tokenizers are not safe to share between threads, and a CPU gains nothing from overlap)."""
+        start = time.perf_counter()
+        if method in MODEL_MODES:
+            with _MODEL_LOCK:
+                out = _run_model(self.key, dialogue, query, method, show_progress)
+        else:
+            out = self._run_baseline(method, dialogue, query)
+        out["seconds"] = round(time.perf_counter() - start, 3)
+        out["method"] = method
+        return out
+
+    def _run_baseline(self, method: str, dialogue: Dialogue, query: str) -> dict:
+        from f2rvlm.protocol import contiguous_spans, render_answer
+
+        baseline = self._baselines.get(method)
+        if baseline is None:
+            baseline = self._baselines[method] = _make_baseline(method)
+        utterance_ids, image_ids = baseline.retrieve(dialogue, query)
+        utterance_ids, image_ids = sorted(set(utterance_ids)), sorted(set(image_ids))
+        return {"utterance_ids": utterance_ids, "image_ids": image_ids,
+                "spans": [list(s) for s in contiguous_spans(utterance_ids)],
+                "text": render_answer(utterance_ids, image_ids), "mode": method, "num_windows": 1, "scores": None}
+
+
+def _baseline_available(key: str) -> bool:
+    try:
+        from f2rvlm import baselines
+    except ImportError:
+        return False
+    return _baseline_class(baselines, key) is not None
+
+
+def _baseline_class(module, key: str):
+    names = {"bm25": ("BM25Baseline", "BM25Retriever", "BM25"),
+             "embeddings": ("EmbeddingBaseline", "EmbeddingRetriever", "EmbeddingsBaseline", "Embedding")}[key]
+    for name in names:
+        if hasattr(module, name):
+            return getattr(module, name)
+    return None
+
+
+def _make_baseline(key: str):
+    from f2rvlm import baselines
+
+    return _baseline_class(baselines, key)()
+
+
+# ----------------------------------------------------------------------------------------------
+# Sessions: one upload, imported into a folder owned by one browser session
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class ChatSession:
+    """An imported upload; `workdir` holds extracted media and the result downloads and is
+    deleted by `close` (the app calls it when the browser session ends)."""
+
+    workdir: str
+    upload_name: str
+    imported: ChatImport
+    dialogue: Dialogue
+    redacted_turns: int = 0
+    redact: bool = False
+    #: ("upload", path) or ("example", index): what to re-import when the redaction box changes
+    source: tuple = ()
+    thumbnails: dict = field(default_factory=dict)
+
+    def close(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def summary(self) -> dict:
+        return {
+            "file": self.upload_name,
+            "format": self.imported.format,
+            "num_turns": len(self.dialogue),
+            "num_images": self.dialogue.num_images,
+            "ignored": [self._text(str(item)) for item in self.imported.ignored],
+            "redacted": self.redact,
+            "redacted_turns": self.redacted_turns,
+        }
+
+    def _text(self, text: str) -> str:
+        return redact_text(text) if self.redact else text
+
+
+def new_workdir() -> str:
+    root = os.environ.get("F2RVLM_SPACE_TMP") or None
+    if root:
+        os.makedirs(root, exist_ok=True)
+    return tempfile.mkdtemp(prefix="f2rvlm-space-", dir=root)
+
+
+def import_upload(path, limits: ImportLimits = SPACE_LIMITS, redact: bool = False,
+                  workdir: str | None = None) -> ChatSession:
+    """Import `path` into a fresh session folder; `ChatImportError` (folder removed) on bad input.
+
+    Anything unexpected while reading a hostile file is turned into a `ChatImportError` too, so
+    the app always has a message to show and never a traceback."""
+    if path is None:
+        raise ChatImportError("no file uploaded: choose a chat export (.zip, .txt, .json or .csv) or an example")
+    workdir = workdir or new_workdir()
+    name = Path(str(path)).name
+    try:
+        media = os.path.join(workdir, "media")
+        os.makedirs(media, exist_ok=True)
+        imported = import_chat(path, limits=limits, extract_to=media)
+        dialogue, changed = redact_dialogue(imported.dialogue) if redact else (imported.dialogue, 0)
+    except ChatImportError:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    except (OSError, ValueError, UnicodeError, RecursionError, MemoryError) as err:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise ChatImportError(f"{name}: cannot be read ({type(err).__name__}: {err})") from None
+    return ChatSession(workdir, name, imported, dialogue, changed, redact, source=("upload", str(path)))
+
+
+def samples_dir() -> Path:
+    import f2rvlm
+
+    return Path(f2rvlm.__file__).resolve().parent / "assets" / "samples"
+
+
+def load_samples() -> list[dict]:
+    """The sample dialogues shipped with the package (`assets/samples/samples.json`), or []."""
+    path = samples_dir() / "samples.json"
+    if not path.is_file():
+        return []
+    import json
+
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def sample_choices() -> list[tuple[str, int]]:
+    out = []
+    for index, sample in enumerate(load_samples()):
+        topics = ", ".join(t.replace("_", " ") for t in sample.get("topics", []))
+        turns = len(sample["dialogue"]["utterances"])
+        out.append((f"Example {index + 1} ({sample.get('language', '?')}, {turns} turns): {topics}", index))
+    return out
+
+
+def load_example(index: int, redact: bool = False) -> ChatSession:
+    """A session on sample `index`; its queries are offered in the query box."""
+    samples = load_samples()
+    if not 0 <= int(index) < len(samples):
+        raise ChatImportError(f"example {index} does not exist; there are {len(samples)}")
+    sample = samples[int(index)]
+    original = Dialogue.from_dict(sample["dialogue"], base_dir=str(samples_dir()))
+    dialogue, changed = redact_dialogue(original) if redact else (original, 0)
+    queries = [q["query"] for q in sample.get("queries", []) if q.get("query")]
+    imported = ChatImport(original, [], "example", queries)
+    return ChatSession(new_workdir(), f"example {int(index) + 1}", imported, dialogue, changed, redact,
+                       source=("example", int(index)))
+
+
+def parse_queries(text: str | None) -> list[str]:
+    """Non-empty lines of `text`, checked against the Space's limits."""
+    queries = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    if not queries:
+        raise ValueError("type a query (one per line) describing the part of the chat you want")
+    if len(queries) > MAX_QUERIES:
+        raise ValueError(f"{len(queries)} queries; at most {MAX_QUERIES} at a time")
+    for query in queries:
+        if len(query) > MAX_QUERY_CHARS:
+            raise ValueError(f"a query has {len(query)} characters; the limit is {MAX_QUERY_CHARS}")
+    return queries
+
+
+# ----------------------------------------------------------------------------------------------
+# Results
+# ----------------------------------------------------------------------------------------------
+def turn_record(dialogue: Dialogue, turn_id: int) -> dict:
+    utterance = dialogue.utterances[turn_id - dialogue.id_offset]
+    return {"id": turn_id, "speaker": utterance.speaker, "text": utterance.text, "timestamp": utterance.timestamp}
+
+
+def result_record(session: ChatSession, query: str, out: dict) -> dict:
+    """The JSON of one (query, method) answer: ids, spans, the retrieved turns and images."""
+    dialogue = session.dialogue
+    hosts = dialogue.image_hosts
+    return {
+        "query": query,
+        "method": out["method"],
+        "utterance_ids": list(out["utterance_ids"]),
+        "image_ids": list(out["image_ids"]),
+        "spans": [list(span) for span in out["spans"]],
+        "turns": [turn_record(dialogue, i) for i in out["utterance_ids"]],
+        "images": [{"id": i, "turn": hosts[i]} for i in out["image_ids"] if 0 <= i < len(hosts)],
+        "raw_answer": out["text"],
+        "num_windows": out.get("num_windows", 1),
+        "seconds": out["seconds"],
+    }
+
+
+def run_search(retriever: Retriever, session: ChatSession, queries: list[str], methods: list[str],
+               progress=None) -> dict:
+    """Every query with every method; `progress(fraction, desc)` is called between runs."""
+    results = []
+    total = len(queries) * len(methods)
+    for q, query in enumerate(queries):
+        for m, method in enumerate(methods):
+            if progress is not None:
+                progress((q * len(methods) + m) / total, desc=f"query {q + 1}/{len(queries)} · {METHOD_LABELS[method]}")
+            out = retriever.run(method, session.dialogue, query, show_progress=progress is not None)
+            results.append(result_record(session, query, out))
+    return {"chat": session.summary(), "model": retriever.model_path, "results": results}
