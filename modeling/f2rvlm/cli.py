@@ -6,6 +6,7 @@
     f2rvlm export --model DIR --out DIR
     f2rvlm convert --base DIR --adapter DIR --out DIR
     f2rvlm data synth --num-dialogues 200 --seed 0 --language en --out DIR
+    f2rvlm data build --from-release DIR --out DIR [--wechat] [--on-error skip]
 
 User errors (bad files, bad ids, missing weights) end in one `error: ...` line and exit code 2;
 set F2RVLM_DEBUG=1 to see the traceback.
@@ -104,6 +105,19 @@ def cmd_data_synth(args) -> int:
     return 0
 
 
+def cmd_data_build(args) -> int:
+    from .data import build_from_release, build_wechat
+
+    if args.wechat:
+        path, reports = build_wechat(args.from_release, args.out, args.overwrite, args.on_error, args.image_root)
+    else:
+        path, reports = build_from_release(args.from_release, args.out, args.overwrite, args.on_error, args.image_root)
+    for report in reports:
+        print(report.summary())
+    print(f"dataset written to {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="f2rvlm", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -156,6 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True)
     q.add_argument("--overwrite", action="store_true")
     q.set_defaults(func=cmd_data_synth)
+    q = data_sub.add_parser("build", help="convert released MLDR (or WeChat) files into a Parquet dataset folder")
+    q.add_argument("--from-release", required=True, metavar="PATH",
+                   help="MLDR release folder; with --wechat the WeChat JSON file or its folder")
+    q.add_argument("--wechat", action="store_true", help="the WeChat test set (split `test`; released or raw form)")
+    q.add_argument("--image-root", action="append", default=[], metavar="DIR", help="extra image folder (repeatable)")
+    q.add_argument("--on-error", default="raise", choices=["raise", "skip"],
+                   help="bad records: stop (default) or skip them and report counts")
+    q.add_argument("--out", required=True)
+    q.add_argument("--overwrite", action="store_true")
+    q.set_defaults(func=cmd_data_build)
     return parser
 
 

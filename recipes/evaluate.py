@@ -1,0 +1,165 @@
+#!/usr/bin/env python
+"""Evaluate an F2RVLM model (or a non-generative baseline) with the paper's metrics, per split and mode.
+
+    python recipes/evaluate.py --model_name_or_path outputs/tiny/grpo/merged --dataset_path outputs/tiny/data \
+        --modes generate guided tagging --output_dir outputs/tiny/eval/grpo
+    python recipes/evaluate.py --model_name_or_path baseline:bm25 --dataset_path outputs/tiny/data --output_dir ...
+    python recipes/evaluate.py --config recipes/qwen2-vl-7b/sft.yaml --model_name_or_path outputs/.../merged
+
+Writes, per split and mode, `<split>.<mode>.predictions.jsonl` (one record per row: prediction,
+gold, universe sizes, latency) and `metrics.json`: utterance / image / joint P, R, F1, MCC
+(global, the paper's numbers), the per-sample variant, and the mean latency per query.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "modeling"))
+
+from f2rvlm.training import (
+    ModelArguments,
+    ScriptArguments,
+    load_model_and_processor,
+    load_split,
+    parse_recipe_args,
+)
+
+logger = logging.getLogger("f2rvlm.evaluate")
+
+
+@dataclass
+class EvaluateArguments:
+    """What to score and where to write it."""
+
+    output_dir: str = field(default="outputs/eval", metadata={"help": "Folder for predictions and metrics.json."})
+    modes: list[str] = field(
+        default_factory=lambda: ["generate"],
+        metadata={"help": "Retrieval modes: generate, guided, tagging (the last two need a relevance head; "
+                          "modes the model cannot run are skipped)."},
+    )
+    batch_size: int = field(default=8, metadata={"help": "retrieve_batch batch size."})
+    threshold: float | None = field(default=None, metadata={"help": "Head threshold (default: the model config's)."})
+    constrained: bool = field(default=True, metadata={"help": "Grammar-constrained decoding."})
+    baseline_dev_rows: int = field(default=200, metadata={"help": "Training rows a baseline's selection rule is tuned on."})
+    latency_samples: int = field(default=8, metadata={"help": "Rows timed one at a time (batch 1) for the latency column."})
+
+
+def score(rows, predictions) -> dict:
+    """Global + per-sample metrics of (utterance_ids, image_ids) predictions."""
+    from f2rvlm.metrics import EvalSample, evaluate
+    from f2rvlm.protocol import Answer
+
+    samples = [EvalSample(Answer(list(p[0]), list(p[1])), Answer(list(r["gold_utterance_ids"]), list(r["gold_image_ids"])),
+                          num_utterances=int(r["num_turns"]), num_images=len(r["images"]), num_turns=int(r["num_turns"]))
+               for r, p in zip(rows, predictions)]
+    return evaluate(samples, per_sample=True).to_dict(per_sample=True)
+
+
+def run_baseline(name: str, rows, dev_rows):
+    """Predictions of a non-generative baseline (f2rvlm.baselines: bm25 | minilm), its selection
+    rule tuned on `dev_rows` (training rows, never the evaluated split), and its seconds per query."""
+    from f2rvlm import baselines
+    from f2rvlm.dialogue import Dialogue
+
+    classes = {"bm25": baselines.BM25Baseline, "minilm": baselines.EmbeddingBaseline,
+               "embedding": baselines.EmbeddingBaseline}
+    if name not in classes:
+        raise ValueError(f"unknown baseline {name!r}; choose one of {sorted(classes)}")
+    key = (name, len(dev_rows))
+    retriever = _TUNED.get(key)
+    if retriever is None:
+        retriever = _TUNED[key] = _tuned_baseline(classes[name](), name, dev_rows)
+    start = time.perf_counter()
+    preds = [retriever.retrieve(Dialogue.from_row(r), r["query"]) for r in rows]
+    seconds = (time.perf_counter() - start) / max(1, len(rows))
+    return preds, seconds
+
+
+_TUNED: dict = {}
+
+
+def _tuned_baseline(retriever, name, dev_rows):
+    from f2rvlm import baselines
+    from f2rvlm.dialogue import Dialogue
+    from f2rvlm.protocol import Answer
+
+    if dev_rows:
+        dev = [baselines.DevExample(Dialogue.from_row(r), r["query"],
+                                    Answer(list(r["gold_utterance_ids"]), list(r["gold_image_ids"]))) for r in dev_rows]
+        rule, f1 = baselines.tune_rule(retriever, dev)
+        logger.info("%s rule tuned on %d training rows: %s (joint F1 %.4f)", name, len(dev), rule, f1)
+    return retriever
+
+
+def run_model(model, processor, rows, mode: str, args: EvaluateArguments, template):
+    from f2rvlm.dialogue import Dialogue
+
+    pairs = [(Dialogue.from_row(r), r["query"]) for r in rows]
+    kwargs = {"mode": mode, "template": template, "constrained": args.constrained, "threshold": args.threshold}
+    results = model.retrieve_batch(pairs, processor, batch_size=args.batch_size, show_progress=True, **kwargs)
+    n = min(args.latency_samples, len(pairs))
+    start = time.perf_counter()
+    for pair in pairs[:n]:
+        model.retrieve(*pair, processor=processor, **kwargs)
+    seconds = (time.perf_counter() - start) / max(1, n)
+    return [(r.utterance_ids, r.image_ids) for r in results], [r.text for r in results], seconds
+
+
+def main(script_args: ScriptArguments, eval_args: EvaluateArguments, model_args: ModelArguments):
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    import torch
+
+    torch.manual_seed(0)
+    os.makedirs(eval_args.output_dir, exist_ok=True)
+    name = model_args.model_name_or_path
+    model = processor = None
+    if not name.startswith("baseline:"):
+        model, processor = load_model_and_processor(model_args, dry_run=script_args.dry_run)
+        model.eval()
+    report = {"model": name, "splits": {}}
+    dev_rows = []
+    if model is None and eval_args.baseline_dev_rows > 0:
+        dev = load_split(script_args, script_args.dataset_train_split, eval_args.baseline_dev_rows)
+        dev_rows = [dev[i] for i in range(len(dev))]
+    for split in script_args.dataset_eval_splits:
+        ds = load_split(script_args, split, script_args.max_eval_samples)
+        rows = [ds[i] for i in range(len(ds))]
+        report["splits"][split] = {}
+        modes = ["-"] if model is None else eval_args.modes
+        for mode in modes:
+            if model is not None and mode in ("guided", "tagging") and getattr(model, "relevance_head", None) is None:
+                logger.info("skipping mode %s: the model has no relevance head", mode)
+                continue
+            start = time.perf_counter()
+            if model is None:
+                preds, latency = run_baseline(name.split(":", 1)[1], rows, dev_rows)
+                texts = [None] * len(rows)
+            else:
+                template = script_args.template or None
+                preds, texts, latency = run_model(model, processor, rows, mode, eval_args, template)
+            metrics = score(rows, preds)
+            metrics["seconds_per_query"] = latency
+            metrics["wall_seconds"] = time.perf_counter() - start
+            report["splits"][split][mode] = metrics
+            tag = mode if mode != "-" else name.split(":", 1)[1]
+            with open(os.path.join(eval_args.output_dir, f"{split}.{tag}.predictions.jsonl"), "w", encoding="utf-8") as f:
+                f.writelines(json.dumps({"dialogue_id": r["dialogue_id"], "query": r["query"], "text": t,
+                                        "utterance_ids": list(p[0]), "image_ids": list(p[1]),
+                                        "gold_utterance_ids": list(r["gold_utterance_ids"]),
+                                        "gold_image_ids": list(r["gold_image_ids"]), "num_turns": r["num_turns"],
+                                        "num_images": len(r["images"])}, ensure_ascii=False) + "\n" for r, p, t in zip(rows, preds, texts))
+            joint = metrics["joint_metrics"]
+            logger.info("%s %s %s: joint F1 %.4f, %.3f s/query", name, split, mode, joint["global_f1"], latency)
+    with open(os.path.join(eval_args.output_dir, "metrics.json"), "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=1)
+    return report
+
+
+if __name__ == "__main__":
+    main(*parse_recipe_args((ScriptArguments, EvaluateArguments, ModelArguments)))

@@ -1,0 +1,132 @@
+#!/usr/bin/env python
+"""GRPO of F2RVLM with the paper's rewards (fragment F1, coherence, format = 1 : 1 : 0.3) and dynamic sampling.
+
+    # GPUs (paper settings, Qwen2-VL-7B), on the curriculum-ordered set
+    accelerate launch --config_file recipes/accelerate/zero2.yaml recipes/grpo.py --config recipes/qwen2-vl-7b/grpo.yaml
+    # vLLM rollouts on GPUs (pip install vllm): add --use_vllm true [--vllm_mode colocate|server]
+    # one CPU, tiny model
+    python recipes/grpo.py --config recipes/tiny-cpu/grpo.yaml
+    # validate a GPU recipe here without downloading (tiny stand-in, one step)
+    python recipes/grpo.py --config recipes/qwen2-vl-7b/grpo.yaml --dry_run true
+
+The dataset order is kept (`shuffle_dataset: false`) so the curriculum order holds. Prompts are
+chat messages with `{"type": "image"}` parts and an `images` column (TRL drops images of plain-text
+prompts); the rewards read the row columns (`solution`, gold ids, utterances) by name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "modeling"))
+
+from f2rvlm.training import (
+    DynamicSamplingGRPOTrainer,
+    F2RVLMGRPOConfig,
+    ModelArguments,
+    PlotCallback,
+    ScriptArguments,
+    TimeBudgetCallback,
+    attach_adapter,
+    build_reward_funcs,
+    carry_recipe_record,
+    ensure_dry_run_dataset,
+    grpo_example,
+    load_model_and_processor,
+    load_split,
+    parse_recipe_args,
+    resolve_template,
+    save_merged,
+    trainable_summary,
+    write_plots,
+    write_recipe_record,
+)
+
+logger = logging.getLogger("f2rvlm.grpo")
+
+
+def main(script_args: ScriptArguments, training_args: F2RVLMGRPOConfig, model_args: ModelArguments):
+    # ------------------------------------------------------------------ 1. set-up
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from transformers import set_seed
+
+    set_seed(training_args.seed)
+    if script_args.dry_run:
+        ensure_dry_run_dataset(script_args, training_args.output_dir)
+        script_args.dataset_train_split = "train_grpo"
+        model_args.adapter_path = None  # the SFT output of a GPU recipe does not exist here
+        logger.info("dry run: %s replaced by a tiny stand-in, data by %s", model_args.model_name_or_path,
+                    script_args.dataset_path)
+    if training_args.use_vllm:
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise ImportError("use_vllm=true needs vLLM on a GPU machine: pip install vllm")
+
+    # ------------------------------------------------------------------ 2. model
+    model, processor = load_model_and_processor(model_args, dry_run=script_args.dry_run)
+    model.generation_config.do_sample = True
+
+    # ------------------------------------------------------------------ 3. data
+    train = load_split(script_args, script_args.dataset_train_split, script_args.max_train_samples)
+    template = resolve_template(script_args, model, train[0])
+    train = train.map(lambda row: grpo_example(row, template), desc="GRPO prompts")
+    if "difficulty" in train.column_names:
+        counts = {}
+        for d in train["difficulty"]:
+            counts[d] = counts.get(d, 0) + 1
+        logger.info("curriculum buckets in training order: %s", counts)
+    logger.info("train rows: %d (%s), template %s", len(train), script_args.dataset_train_split, template)
+
+    model = attach_adapter(model, model_args)
+    summary = trainable_summary(model)
+    if summary["vision_trainable"]:
+        raise RuntimeError("vision tower parameters are trainable; F2RVLM keeps the vision tower frozen")
+    logger.info("parameters: %s", summary)
+
+    # ------------------------------------------------------------------ 4. trainer
+    reward_funcs, paper_weights = build_reward_funcs(training_args.reward_funcs)
+    if training_args.reward_weights is None:
+        training_args.reward_weights = paper_weights
+    trainer = DynamicSamplingGRPOTrainer(
+        model=model, reward_funcs=reward_funcs, args=training_args, train_dataset=train, processing_class=processor,
+        callbacks=[TimeBudgetCallback(script_args.time_budget_minutes)] + ([PlotCallback()] if script_args.plots else []),
+    )
+
+    # ------------------------------------------------------------------ 5. train
+    resume = training_args.resume_from_checkpoint
+    if isinstance(resume, str) and resume.lower() in ("true", "last"):
+        resume = True
+    result = trainer.train(resume_from_checkpoint=resume)
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+
+    # ------------------------------------------------------------------ 6. save, plots, record, export
+    trainer.save_model(training_args.output_dir)
+    if trainer.accelerator.is_main_process:
+        processor.save_pretrained(training_args.output_dir)
+        trainer.state.save_to_json(os.path.join(training_args.output_dir, "trainer_state.json"))
+        if script_args.plots:
+            write_plots(trainer.state.log_history, training_args.output_dir)
+        if script_args.save_merged:
+            save_merged(trainer.model, processor, os.path.join(training_args.output_dir, "merged"))
+        source = model_args.adapter_path or model_args.model_name_or_path
+        carry_recipe_record(source if os.path.isdir(source) else None, training_args.output_dir)
+        carry_recipe_record(os.path.dirname(os.path.abspath(source)) if os.path.isdir(source) else None,
+                            training_args.output_dir)
+        write_recipe_record(training_args.output_dir, "grpo", script_args, model_args, training_args,
+                            extra={"template": template, "parameters": summary, "train_rows": len(train),
+                                   "train_metrics": result.metrics})
+        if script_args.export_dir:
+            from f2rvlm.model_card import export_trained
+
+            export_trained(training_args.output_dir, script_args.export_dir, base=model_args)
+    trainer.accelerator.wait_for_everyone()
+    print(f"GRPO done on process {trainer.accelerator.process_index}: {training_args.output_dir}", flush=True)
+    return trainer
+
+
+if __name__ == "__main__":
+    main(*parse_recipe_args((ScriptArguments, F2RVLMGRPOConfig, ModelArguments)))

@@ -1,0 +1,127 @@
+#!/usr/bin/env python
+"""SFT ("cold start") of F2RVLM: the answer-only loss (plus the optional relevance/topic heads).
+
+    # GPUs (paper settings, Qwen2-VL-7B)
+    accelerate launch --config_file recipes/accelerate/zero2.yaml recipes/sft.py --config recipes/qwen2-vl-7b/sft.yaml
+    # one CPU, tiny model built offline
+    python recipes/sft.py --config recipes/tiny-cpu/sft.yaml
+    # validate a GPU recipe here without downloading (tiny stand-in, one step)
+    python recipes/sft.py --config recipes/qwen2-vl-7b/sft.yaml --dry_run true
+    # resume
+    python recipes/sft.py --config ... --resume_from_checkpoint true
+
+LoRA (r=8, alpha=32) on every linear layer of the LANGUAGE MODEL; the vision tower is frozen.
+The F2RVLM processor's collator builds the batches (labels on the answer only, relevance targets
+when the model has a head), so TRL's own dataset preparation is skipped and `max_length=None`
+keeps image tokens whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "modeling"))
+
+from f2rvlm.training import (
+    F2RVLMSFTConfig,
+    ModelArguments,
+    PlotCallback,
+    ScriptArguments,
+    TimeBudgetCallback,
+    attach_adapter,
+    ensure_dry_run_dataset,
+    load_model_and_processor,
+    load_split,
+    make_sft_trainer_class,
+    parse_recipe_args,
+    resolve_template,
+    save_merged,
+    trainable_summary,
+    write_plots,
+    write_recipe_record,
+)
+
+logger = logging.getLogger("f2rvlm.sft")
+
+
+def topic_names(dataset) -> list[str]:
+    """Sorted topic labels of the training rows (the topic head's classes)."""
+    names = set()
+    for utterances in dataset["utterances"]:
+        names.update(u.get("topic") or "" for u in utterances)
+    names.discard("")
+    return sorted(names)
+
+
+def main(script_args: ScriptArguments, training_args: F2RVLMSFTConfig, model_args: ModelArguments):
+    # ------------------------------------------------------------------ 1. set-up
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from transformers import set_seed
+
+    set_seed(training_args.seed)
+    if script_args.dry_run:
+        ensure_dry_run_dataset(script_args, training_args.output_dir)
+        logger.info("dry run: %s replaced by a tiny stand-in, data by %s", model_args.model_name_or_path,
+                    script_args.dataset_path)
+
+    # ------------------------------------------------------------------ 2. data
+    train = load_split(script_args, script_args.dataset_train_split, script_args.max_train_samples)
+    topics = topic_names(train) if model_args.num_topics else []
+    if model_args.num_topics and model_args.num_topics != len(topics):
+        logger.warning("num_topics=%d but the training rows carry %d topic labels: using %d",
+                       model_args.num_topics, len(topics), len(topics))
+    logger.info("train rows: %d (%s)", len(train), script_args.dataset_train_split)
+
+    # ------------------------------------------------------------------ 3. model
+    model, processor = load_model_and_processor(model_args, dry_run=script_args.dry_run,
+                                                num_topics=len(topics) or None)
+    template = resolve_template(script_args, model, train[0])
+    has_head = getattr(model, "relevance_head", None) is not None
+    has_topics = getattr(model, "topic_head", None) is not None and bool(topics)
+    model = attach_adapter(model, model_args)
+    summary = trainable_summary(model)
+    logger.info("parameters: %s; template %s; relevance head %s; topic head %s", summary, template, has_head, has_topics)
+    if summary["vision_trainable"]:
+        raise RuntimeError("vision tower parameters are trainable; F2RVLM keeps the vision tower frozen")
+
+    # ------------------------------------------------------------------ 4. trainer
+    training_args.dataset_kwargs = {"skip_prepare_dataset": True}
+    collator = processor.sft_collator(template=template, relevance=has_head, topics=topics if has_topics else None)
+    trainer = make_sft_trainer_class()(
+        model=model, args=training_args, train_dataset=train, data_collator=collator, processing_class=processor,
+        callbacks=[TimeBudgetCallback(script_args.time_budget_minutes)] + ([PlotCallback()] if script_args.plots else []),
+    )
+
+    # ------------------------------------------------------------------ 5. train
+    resume = training_args.resume_from_checkpoint
+    if isinstance(resume, str) and resume.lower() in ("true", "last"):
+        resume = True
+    result = trainer.train(resume_from_checkpoint=resume)
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+
+    # ------------------------------------------------------------------ 6. save, plots, record, export
+    trainer.save_model(training_args.output_dir)
+    if trainer.accelerator.is_main_process:
+        processor.save_pretrained(training_args.output_dir)
+        trainer.state.save_to_json(os.path.join(training_args.output_dir, "trainer_state.json"))
+        if script_args.plots:
+            write_plots(trainer.state.log_history, training_args.output_dir)
+        if script_args.save_merged:
+            save_merged(trainer.model, processor, os.path.join(training_args.output_dir, "merged"))
+        write_recipe_record(training_args.output_dir, "sft", script_args, model_args, training_args,
+                            extra={"topics": topics, "template": template, "parameters": summary,
+                                   "train_rows": len(train), "train_metrics": result.metrics})
+        if script_args.export_dir:
+            from f2rvlm.model_card import export_trained
+
+            export_trained(training_args.output_dir, script_args.export_dir, base=model_args)
+    trainer.accelerator.wait_for_everyone()
+    print(f"SFT done on process {trainer.accelerator.process_index}: {training_args.output_dir}", flush=True)
+    return trainer
+
+
+if __name__ == "__main__":
+    main(*parse_recipe_args((ScriptArguments, F2RVLMSFTConfig, ModelArguments)))

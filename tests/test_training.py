@@ -1,0 +1,105 @@
+"""Unit tests of f2rvlm.training and f2rvlm.model_card (no training runs; seconds)."""
+
+import glob
+import os
+
+import pytest
+import torch
+
+pytest.importorskip("trl")
+
+from f2rvlm import training
+from f2rvlm.model_card import evaluation_table, model_index, render_model_card
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from f2rvlm.tiny import build_tiny
+
+    return build_tiny("qwen2_vl", "test", seed=0, relevance_head=True)
+
+
+def test_lora_targets_are_language_model_linears_only(tiny):
+    model, _ = tiny
+    names = training.language_model_linear_names(model)
+    assert names and all(not training.is_vision_module(n) for n in names)
+    assert not any(n.endswith(("lm_head", "relevance_head", "topic_head")) for n in names)
+    assert any(n.endswith("q_proj") for n in names) and any(n.endswith("down_proj") for n in names)
+    vision_linears = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and training.is_vision_module(n)]
+    assert vision_linears, "the tiny model should have a vision tower with linear layers"
+
+
+def test_attach_adapter_freezes_vision_and_trains_heads(tiny):
+    from f2rvlm.tiny import build_tiny
+
+    model, _ = build_tiny("qwen2_vl", "test", seed=0, relevance_head=True)
+    peft_model = training.attach_adapter(model, training.ModelArguments(model_name_or_path="tiny:qwen2_vl:test"))
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert trainable and not any(training.is_vision_module(n) for n in trainable)
+    assert any("lora_" in n for n in trainable)
+    assert any("relevance_head" in n for n in trainable)  # modules_to_save
+    assert training.trainable_summary(peft_model)["vision_trainable"] == 0
+
+
+@pytest.mark.parametrize("name,family", [("Qwen/Qwen2-VL-7B-Instruct", "qwen2_vl"),
+                                         ("Qwen/Qwen2.5-VL-7B-Instruct", "qwen2_5_vl"),
+                                         ("f2rvlm_qwen2_5_vl", "qwen2_5_vl"), ("tiny:qwen3_vl:test", "qwen3_vl")])
+def test_tiny_family_for(name, family):
+    assert training.tiny_family_for(name) == family
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "recipes", "*", "*.yaml"))))
+def test_every_recipe_yaml_parses(path):
+    if os.path.basename(os.path.dirname(path)) == "accelerate":
+        import yaml
+
+        with open(path) as f:
+            assert yaml.safe_load(f)["num_processes"] >= 1
+        return
+    stage = os.path.basename(path)[:-5]
+    types = {"sft": (training.ScriptArguments, training.F2RVLMSFTConfig, training.ModelArguments),
+             "grpo": (training.ScriptArguments, training.F2RVLMGRPOConfig, training.ModelArguments)}
+    if stage not in types:
+        pytest.skip("curriculum configs are parsed by tests/test_recipes_train.py (dry runs)")
+    _, cfg, model = training.parse_recipe_args(types[stage], ["--config", path, "--output_dir", "/tmp/x"])
+    assert cfg.max_length is None if stage == "sft" else cfg.shuffle_dataset is False
+    if "7b" in path:  # the paper's hyper-parameters (PROTOCOL.md §6)
+        assert (model.lora_r, model.lora_alpha) == (8, 32)
+        if stage == "sft":
+            assert cfg.learning_rate == 1e-4 and cfg.warmup_steps == 0.05 and cfg.num_train_epochs == 1
+        else:
+            assert cfg.learning_rate == 2e-6 and cfg.warmup_steps == 0.03 and cfg.beta == 0.02
+            assert (cfg.epsilon, cfg.epsilon_high, cfg.num_generations) == (0.2, 0.28, 8)
+            assert (cfg.temperature, cfg.top_p, cfg.max_completion_length) == (1.0, 0.85, 1024)
+            assert cfg.reward_weights == [1.0, 1.0, 0.3] and cfg.dynamic_sampling_max_resamples == 3
+
+
+def test_splice_replaces_only_kept_indices():
+    result = ([[1], [2], [3], [4]], [[10], [20], [30], [40]], None, ["a", "b", "c", "d"], None, {}, None, [])
+    new = ([[2], [3]], [[21], [31]], None, ["B", "C"], None, {}, None, [])
+    out = training._splice(result, new, subset=[1, 2], keep={2})
+    assert out[1] == [[10], [20], [31], [40]] and out[3] == ["a", "b", "C", "d"]
+
+
+def test_write_plots(tmp_path):
+    history = [{"step": i, "loss": 1.0 / (i + 1)} for i in range(5)] + [{"step": 5, "reward": 0.3}]
+    paths = training.write_plots(history, str(tmp_path))
+    assert sorted(os.path.basename(p) for p in paths) == ["loss.png", "reward.png"]
+    assert all(os.path.getsize(p) > 1000 for p in paths)
+
+
+def test_model_card_renders_metrics_and_recipe():
+    metrics = {"sentence_metrics": {"global_precision": 0.5, "global_recall": 0.5, "global_f1": 0.5, "global_mcc": 0.4},
+               "image_metrics": {"global_precision": 1.0, "global_recall": 1.0, "global_f1": 1.0, "global_mcc": 1.0},
+               "joint_metrics": {"global_precision": 0.6667, "global_recall": 0.6667, "global_f1": 0.75, "global_mcc": 0.7},
+               "seconds_per_query": 0.01}
+    results = {"validation": {"generate": metrics, "tagging": metrics}}
+    recipe = {"sft": {"ModelArguments": {"model_name_or_path": "Qwen/Qwen2-VL-7B-Instruct", "lora_r": 8}}}
+    card = render_model_card(recipe, results, name="F2RVLM-test", command="make train-tiny")
+    assert card.startswith("---\n") and "model-index" in card and "base_model: Qwen/Qwen2-VL-7B-Instruct" in card
+    assert "| validation | generate | 0.5000" in card and "## Limitations" in card and '"lora_r": 8' in card
+    index = model_index("m", results, "mldr")
+    assert index[0]["results"][0]["metrics"][0] == {"type": "joint_f1", "value": 0.75, "name": "joint F1 (generate)"}
+    assert evaluation_table(results).count("\n") == 3
