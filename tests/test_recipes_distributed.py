@@ -1,5 +1,5 @@
-"""Two processes on the CPU (torchrun + gloo): a short SFT and a short GRPO run finish
-on both processes and their result loads (~35 s on 2 cores)."""
+"""Two processes on the CPU (`accelerate launch --num_processes 2`, gloo): a short SFT and a short
+GRPO run finish on both processes and their result loads (~35 s on 2 cores)."""
 
 import os
 import subprocess
@@ -23,11 +23,11 @@ def _free_port() -> int:
 def _launch(script, args, tmp_path, name):
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
                PYTHONPATH=os.path.join(ROOT, "modeling"))
-    # `accelerate launch --config_file recipes/accelerate/cpu_ddp.yaml` starts ONE process on this
-    # machine (accelerate 1.15's multi-CPU launcher expects MPI); torchrun starts two, and the
-    # Trainer's accelerate state (use_cpu=True) joins them over gloo.
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-           os.path.join(ROOT, "recipes", script), *args]
+    # The config launches through accelerate's multi-process (torchrun) launcher; the recipes'
+    # use_cpu=True makes each process's state MULTI_CPU over gloo (see cpu_ddp.yaml).
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           os.path.join(ROOT, "recipes", "accelerate", "cpu_ddp.yaml"), "--num_processes", "2",
+           "--main_process_port", str(_free_port()), os.path.join(ROOT, "recipes", script), *args]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
     log = proc.stdout + proc.stderr
     (tmp_path / f"{name}.log").write_text(log)
