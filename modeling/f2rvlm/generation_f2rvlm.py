@@ -16,7 +16,7 @@ Imports torch, transformers and `.protocol` only (travels with the Hub remote co
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from transformers import LogitsProcessor
@@ -63,7 +63,7 @@ class AnswerVocabulary:
             node.token_ids.append(token_id)
 
     @classmethod
-    def from_tokenizer(cls, tokenizer) -> "AnswerVocabulary":
+    def from_tokenizer(cls, tokenizer) -> AnswerVocabulary:
         cached = getattr(tokenizer, "_f2rvlm_answer_vocabulary", None)
         if cached is not None:
             return cached
@@ -118,7 +118,10 @@ class AnswerConstraint(LogitsProcessor):
         self.grammars = [g for g in grammars for _ in range(num_return_sequences)]
         self.prompt_length = prompt_length
         self.states: list[tuple | None] = [g.initial for g in self.grammars]
-        self._cache: list[dict] = [{} for _ in self.grammars]
+        # Allowed-token cache per state, shared by the rows whose grammars admit the same ids
+        # (GRPO groups, repeated dialogues): the trie walk is the costly part of a step.
+        caches: dict[tuple, dict] = {}
+        self._cache: list[dict] = [caches.setdefault(g.allowed, {}) for g in self.grammars]
         self._text_of = self._build_text_lookup()
 
     def _build_text_lookup(self) -> dict[int, str]:
@@ -137,14 +140,14 @@ class AnswerConstraint(LogitsProcessor):
         if batch_size != len(self.grammars):
             raise ValueError(f"AnswerConstraint was built for {len(self.grammars)} rows, got a batch of {batch_size}")
         generated = input_ids.shape[1] - self.prompt_length
-        masked = torch.full_like(scores, -math.inf)
+        last_tokens = input_ids[:, -1].tolist() if generated > 0 else None  # one device->host copy
+        rows, columns = [], []
         for row in range(batch_size):
             grammar = self.grammars[row]
-            if generated > 0:
-                last = int(input_ids[row, -1])
+            if last_tokens is not None:
                 state = self.states[row]
                 if state is not None and not grammar.is_complete(state):
-                    text = self._text_of.get(last)
+                    text = self._text_of.get(last_tokens[row])
                     self.states[row] = None if text is None else grammar.advance(state, text)
                 else:
                     self.states[row] = None  # finished: only EOS / padding from now on
@@ -154,7 +157,12 @@ class AnswerConstraint(LogitsProcessor):
                 allowed = torch.tensor(self.vocabulary.allowed_tokens(grammar, state) or self.vocabulary.eos_token_ids,
                                        dtype=torch.long, device=scores.device)
                 self._cache[row][state] = allowed
-            masked[row, allowed] = scores[row, allowed]
+            rows.append(torch.full_like(allowed, row))
+            columns.append(allowed)
+        # one scatter for the whole batch instead of two indexing ops per row
+        rows_index, columns_index = torch.cat(rows), torch.cat(columns)
+        masked = torch.full_like(scores, -math.inf)
+        masked[rows_index, columns_index] = scores[rows_index, columns_index]
         return masked
 
 

@@ -299,6 +299,10 @@ class F2RVLMMixin:
                              "(config.relevance_head=False); use mode='generate'")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if mode == "tagging" and self.device.type == "cpu":
+            # Measured (benchmarks/RESULTS.md): with no decoding to share, padded CPU batches only add
+            # padding and push attention off the fast causal path; results are identical either way.
+            batch_size = 1
         if processor is None:
             processor = _load_processor(self)
         template = template or self.config.prompt_template
