@@ -24,21 +24,29 @@ class UserError(Exception):
     """An error in what the user gave (file, argument); printed as one line, no traceback."""
 
 
+#: Left-out items that make a dialogue file (as opposed to a phone's chat export) wrong.
+_STRICT_FORMATS = ("dialogue-json", "released", "annotation")
+_IMAGE_PROBLEMS = ("missing image file", "unreadable image", "image without its file", "image attached twice")
+
+
 def _load_dialogue_file(path: str):
-    from .dialogue import Dialogue
-    from .formats import read_chat
+    """A Dialogue from our JSON or any chat export `f2rvlm.formats` reads.
+
+    Files written for F2RVLM must be complete: a missing or unreadable image is an error. Chat
+    exports from phones routinely lack media, so there it is a warning listing what was left out.
+    """
+    from .formats import import_chat
 
     if not os.path.exists(path):
         raise UserError(f"dialogue file not found: {path}")
-    try:
-        return read_chat(path)
-    except ImportError:  # formats not available: plain dialogue JSON only
-        with open(path, encoding="utf-8") as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from None
-        return Dialogue.from_dict(data, base_dir=os.path.dirname(os.path.abspath(path)))
+    imported = import_chat(path)
+    problems = [item for item in imported.ignored if item.kind in _IMAGE_PROBLEMS]
+    if problems and imported.format in _STRICT_FORMATS:
+        item = problems[0]
+        raise UserError(f"{path}: {item.kind}: {'; '.join(item.examples[:3])}")
+    if imported.ignored:
+        print(f"note: {imported.summary()}", file=sys.stderr)
+    return imported.dialogue
 
 
 def cmd_retrieve(args) -> int:

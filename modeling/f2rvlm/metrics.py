@@ -411,6 +411,13 @@ def sample_from_record(record: Mapping) -> EvalSample:
             num_utt, num_img, turns = prompt_universe(record["prompt"])
         else:
             raise KeyError("num_turns and num_images (or the 'prompt' they come from)")
+        if isinstance(gold, Answer):  # our format states the sizes: gold must fit in them
+            for name, ids, size in (("gold_utterance_ids", gold.utterance_ids, num_utt),
+                                    ("gold_image_ids", gold.image_ids, num_img)):
+                bad = [i for i in ids if not 0 <= i < size]
+                if bad:
+                    raise ValueError(f"'{name}' has ids {bad} out of range for a sample with {size} "
+                                     f"{'turns' if name == 'gold_utterance_ids' else 'images'}")
         return EvalSample(prediction, gold, num_utt, num_img, turns, _sample_id(record))
     raise KeyError("'messages' (released inference format) or 'prediction' (f2rvlm format)")
 
