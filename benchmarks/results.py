@@ -24,13 +24,13 @@ def machine() -> str:
             f"({torch.get_num_threads()} threads), Python {platform.python_version()}")
 
 
-def update_section(name: str, body: str, command: str) -> None:
-    """Replace (or append) the section `name` of RESULTS.md."""
+def update_section(name: str, body: str, command: str, machine_info: str | None = None) -> None:
+    """Replace (or append) the section `name` of RESULTS.md (machine: this one unless given)."""
     text = RESULTS.read_text() if RESULTS.exists() else HEADER
     stamp = time.strftime("%Y-%m-%d")
-    section = (f"<!-- {name}:start -->\n## {name}\n\nCommand: `{command}`  \nMachine: {machine()}  \n"
+    section = (f"<!-- {name}:start -->\n## {name}\n\nCommand: `{command}`  \nMachine: {machine_info or machine()}  \n"
                f"Date: {stamp}\n\n{body.strip()}\n<!-- {name}:end -->")
-    pattern = re.compile(rf"<!-- {re.escape(name)}:start -->.*?<!-- {re.escape(name)}:end -->", re.S)
+    pattern = re.compile(rf"<!-- {re.escape(name)}:start -->.*?<!-- {re.escape(name)}:end -->", re.DOTALL)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
     RESULTS.write_text(text)
 
