@@ -9,7 +9,7 @@ export GRADIO_ANALYTICS_ENABLED ?= False
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONDONTWRITEBYTECODE ?= 1
 
-.PHONY: help install test test-all demo lint bench clean train-tiny
+.PHONY: help install test test-all demo lint bench clean train-tiny demo-model
 
 help: ## this list
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ demo-cli: install ## one retrieval on the bundled example dialogue, printed in t
 BUDGET ?= 30
 train-tiny: install ## CPU pipeline: synthetic data -> SFT -> curriculum -> GRPO -> eval -> export (BUDGET=30 minutes)
 	$(PY) recipes/train_tiny.py --budget_minutes $(BUDGET)
+
+demo-model: install ## rebuild the committed demo model models/tiny-demo (the train-tiny pipeline, fixed steps, ~30 min)
+	$(PY) recipes/train_tiny.py --budget_minutes $(BUDGET) --export_dir models/tiny-demo
 
 lint: install ## ruff
 	$(VENV)/bin/ruff check modeling recipes space hub_datasets benchmarks tests

@@ -48,6 +48,12 @@ class EvaluateArguments:
     constrained: bool = field(default=True, metadata={"help": "Grammar-constrained decoding."})
     baseline_dev_rows: int = field(default=200, metadata={"help": "Training rows a baseline's selection rule is tuned on."})
     latency_samples: int = field(default=8, metadata={"help": "Rows timed one at a time (batch 1) for the latency column."})
+    tune_threshold_rows: int = field(
+        default=0,
+        metadata={"help": "Choose the head threshold (tagging / guided) that maximises joint F1 on this many rows of "
+                          "`dataset_train_split` (training data, never an evaluated split); 0: the config's (or "
+                          "--threshold)."},
+    )
 
 
 def score(rows, predictions) -> dict:
@@ -97,6 +103,27 @@ def _tuned_baseline(retriever, name, dev_rows):
     return retriever
 
 
+#: Head thresholds tried by --tune_threshold_rows.
+THRESHOLD_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
+
+
+def tune_threshold(model, processor, rows, template, batch_size: int = 8) -> tuple[float, float]:
+    """(threshold, joint F1): the tagging threshold with the best joint F1 on `rows` (training rows)."""
+    from f2rvlm.dialogue import Dialogue
+
+    pairs = [(Dialogue.from_row(r), r["query"]) for r in rows]
+    results = model.retrieve_batch(pairs, processor, batch_size=batch_size, mode="tagging", template=template,
+                                   threshold=0.5)
+    best = (0.5, -1.0)
+    for t in THRESHOLD_GRID:
+        preds = [(sorted(i for i, p in r.scores["utterances"].items() if p > t),
+                  sorted(i for i, p in r.scores["images"].items() if p > t)) for r in results]
+        f1 = score(rows, preds)["joint_metrics"]["global_f1"]
+        if f1 > best[1] + 1e-9:
+            best = (t, f1)
+    return best
+
+
 def run_model(model, processor, rows, mode: str, args: EvaluateArguments, template):
     from f2rvlm.dialogue import Dialogue
 
@@ -123,6 +150,18 @@ def main(script_args: ScriptArguments, eval_args: EvaluateArguments, model_args:
         model, processor = load_model_and_processor(model_args, dry_run=script_args.dry_run)
         model.eval()
     report = {"model": name, "splits": {}}
+    if model is not None and eval_args.tune_threshold_rows > 0 and getattr(model, "relevance_head", None) is not None:
+        dev = load_split(script_args, script_args.dataset_train_split, eval_args.tune_threshold_rows)
+        threshold, f1 = tune_threshold(model, processor, [dev[i] for i in range(len(dev))],
+                                       script_args.template or None, eval_args.batch_size)
+        eval_args.threshold = threshold
+        report["threshold"] = {"value": threshold, "tuned_on": f"{script_args.dataset_train_split}[:{len(dev)}]",
+                               "tagging_joint_f1": f1}
+        logger.info("head threshold %.2f (tagging joint F1 %.4f on %d %s rows)", threshold, f1, len(dev),
+                    script_args.dataset_train_split)
+    elif model is not None and getattr(model, "relevance_head", None) is not None:
+        report["threshold"] = {"value": eval_args.threshold if eval_args.threshold is not None
+                               else model.config.retrieval_threshold, "tuned_on": None}
     dev_rows = []
     if model is None and eval_args.baseline_dev_rows > 0:
         dev = load_split(script_args, script_args.dataset_train_split, eval_args.baseline_dev_rows)

@@ -39,6 +39,7 @@ from f2rvlm.training import (
     resolve_template,
     save_merged,
     trainable_summary,
+    training_texts,
     write_plots,
     write_recipe_record,
 )
@@ -69,14 +70,18 @@ def main(script_args: ScriptArguments, training_args: F2RVLMSFTConfig, model_arg
     # ------------------------------------------------------------------ 2. data
     train = load_split(script_args, script_args.dataset_train_split, script_args.max_train_samples)
     topics = topic_names(train) if model_args.num_topics else []
-    if model_args.num_topics and model_args.num_topics != len(topics):
+    if model_args.num_topics and model_args.num_topics > 0 and model_args.num_topics != len(topics):
         logger.warning("num_topics=%d but the training rows carry %d topic labels: using %d",
                        model_args.num_topics, len(topics), len(topics))
     logger.info("train rows: %d (%s)", len(train), script_args.dataset_train_split)
 
     # ------------------------------------------------------------------ 3. model
+    texts = None
+    if model_args.tokenizer_from_data and (script_args.dry_run or model_args.model_name_or_path.startswith("tiny:")):
+        texts = training_texts(train)
+        logger.info("tiny tokenizer trained on %d training texts too", len(texts))
     model, processor = load_model_and_processor(model_args, dry_run=script_args.dry_run,
-                                                num_topics=len(topics) or None)
+                                                num_topics=len(topics) or None, tokenizer_texts=texts)
     template = resolve_template(script_args, model, train[0])
     has_head = getattr(model, "relevance_head", None) is not None
     has_topics = getattr(model, "topic_head", None) is not None and bool(topics)
@@ -88,7 +93,10 @@ def main(script_args: ScriptArguments, training_args: F2RVLMSFTConfig, model_arg
 
     # ------------------------------------------------------------------ 4. trainer
     training_args.dataset_kwargs = {"skip_prepare_dataset": True}
-    collator = processor.sft_collator(template=template, relevance=has_head, topics=topics if has_topics else None)
+    query_topics = bool(getattr(model.config, "relevance_query_features", False)) and has_topics \
+        and model_args.query_topic_loss
+    collator = processor.sft_collator(template=template, relevance=has_head, topics=topics if has_topics else None,
+                                      query_topics=query_topics)
     trainer = make_sft_trainer_class()(
         model=model, args=training_args, train_dataset=train, data_collator=collator, processing_class=processor,
         callbacks=[TimeBudgetCallback(script_args.time_budget_minutes)] + ([PlotCallback()] if script_args.plots else []),

@@ -103,3 +103,65 @@ def test_model_card_renders_metrics_and_recipe():
     index = model_index("m", results, "mldr")
     assert index[0]["results"][0]["metrics"][0] == {"type": "joint_f1", "value": 0.75, "name": "joint F1 (generate)"}
     assert evaluation_table(results).count("\n") == 3
+
+
+def test_seed_token_embeddings_projects_an_embedder(tiny):
+    """Token embeddings seeded from an embedder (here the hashing one, offline and fast): same scale,
+    and tokens the embedder sees as equal get equal rows."""
+    from f2rvlm.embeddings import HashingEmbedder
+    from f2rvlm.tiny import build_tiny
+
+    model, processor = build_tiny("qwen2_vl", "test", seed=0)
+    before = model.get_input_embeddings().weight.detach().clone()
+    n = training.seed_token_embeddings(model, processor.tokenizer, "minilm", embedder=HashingEmbedder(dim=256))
+    after = model.get_input_embeddings().weight.detach()
+    assert n == min(len(processor.tokenizer), after.shape[0])
+    assert not torch.equal(before[:n], after[:n])
+    assert abs(float(after[:n].std()) - float(before[:n].std())) < 0.1 * float(before[:n].std())
+    with pytest.raises(ValueError):
+        training.seed_token_embeddings(model, processor.tokenizer, "word2vec", embedder=HashingEmbedder(dim=8))
+
+
+def test_rollout_grammars_follow_the_rows():
+    """GRPO rollouts are decoded under each row's own answer grammar (ids of its dialogue)."""
+    from f2rvlm.protocol import AnswerGrammar
+
+    trainer = training.DynamicSamplingGRPOTrainer.__new__(training.DynamicSamplingGRPOTrainer)
+    trainer.args = training.F2RVLMGRPOConfig(output_dir="unused", use_cpu=True, bf16=False, report_to="none")
+    trainer.tools = None
+    trainer._ds_inputs = [{"utterances": [{}] * 3, "images": [None]}, {"utterances": [{}] * 5, "images": []}]
+    grammars = trainer._rollout_grammars([1, 0, 0])
+    assert [g.allowed for g in grammars] == [AnswerGrammar(range(5), []).allowed] + [AnswerGrammar(range(3), [0]).allowed] * 2
+    trainer.args.rollout_constraint = "none"
+    assert trainer._rollout_grammars([0]) is None
+
+
+def test_relevance_query_features_and_data_tokenizer(tmp_path):
+    """The query-aware relevance head: trains (head + query topic losses), round-trips through a
+    saved folder, and the data-trained tokenizer keeps content words whole."""
+    from f2rvlm.hub import load_model, save_f2rvlm_folder
+    from f2rvlm.tiny import build_tiny
+
+    texts = ["we packed the boxes for the relocation", "the relocation to our new address"] * 20
+    model, processor = build_tiny("qwen2_vl", "test", seed=0, relevance_head=True, num_topics=2,
+                                  relevance_query_features=True, tokenizer_texts=texts)
+    assert "Ġrelocation" in processor.tokenizer.get_vocab()
+    assert model.config.query_end_token_id == processor.tokenizer.convert_tokens_to_ids("<|query_end|>")
+    hidden = model.config.get_text_config().hidden_size
+    assert model.relevance_head.in_features == 3 * hidden
+    row = {"utterances": [{"speaker": "user1", "text": texts[0], "topic": "moving"},
+                          {"speaker": "user2", "text": "a nice cake", "topic": "cake"}],
+           "images": [], "query": "the relocation", "solution": "<|utt_ids_start|>[0]<|utt_ids_end|>;"
+           "<|img_ids_start|>[]<|img_ids_end|>", "gold_utterance_ids": [0], "gold_image_ids": []}
+    collator = processor.sft_collator(template="en", relevance=True, topics=["cake", "moving"], query_topics=True)
+    batch = collator([row])
+    assert batch["query_topic_labels"].tolist() == [1]
+    out = model(**batch)
+    out.loss.backward()
+    assert model.relevance_head.weight.grad is not None and out.topic_loss is not None
+    folder = save_f2rvlm_folder(model, processor, str(tmp_path / "m"))
+    loaded, loaded_processor = load_model(folder)
+    dialogue = {"utterances": [{"speaker": u["speaker"], "text": u["text"]} for u in row["utterances"]]}
+    a = model.retrieve(dialogue, "the relocation", processor=processor, mode="tagging", template="en")
+    b = loaded.retrieve(dialogue, "the relocation", processor=loaded_processor, mode="tagging", template="en")
+    assert a.scores == b.scores

@@ -28,6 +28,12 @@ Retrieval fields (the same on every family):
     answer_only_logits (`bool`, defaults to `False`): when `labels` are given, project only the
         supervised positions through the LM head (a measured 1.35x training speed-up); the
         output then carries no `logits`.
+    relevance_query_features (`bool`, defaults to `False`): the relevance head also reads the
+        query (the hidden state at the `query_end_token_id` token): its input is
+        `[line, query, line * query]` instead of `line`, and with a topic head the query position
+        is also trained on the topic of its gold fragment (`query_topic_labels`).
+    query_end_token_id (`int`, *optional*): token id of `<|query_end|>` (a single token in the
+        tiny tokenizers); needed by `relevance_query_features`.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ F2RVLM_DEFAULTS: dict = {
     "max_context_tokens": 16384,
     "window_overlap": 4,
     "answer_only_logits": False,
+    "relevance_query_features": False,
+    "query_end_token_id": None,
 }
 
 
@@ -73,6 +81,8 @@ class F2RVLMQwen2VLConfig(Qwen2VLConfig):
     max_context_tokens: int = 16384
     window_overlap: int = 4
     answer_only_logits: bool = False
+    relevance_query_features: bool = False
+    query_end_token_id: int | None = None
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -93,6 +103,8 @@ class F2RVLMQwen2_5_VLConfig(Qwen2_5_VLConfig):
     max_context_tokens: int = 16384
     window_overlap: int = 4
     answer_only_logits: bool = False
+    relevance_query_features: bool = False
+    query_end_token_id: int | None = None
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -113,6 +125,8 @@ class F2RVLMQwen3VLConfig(Qwen3VLConfig):
     max_context_tokens: int = 16384
     window_overlap: int = 4
     answer_only_logits: bool = False
+    relevance_query_features: bool = False
+    query_end_token_id: int | None = None
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)

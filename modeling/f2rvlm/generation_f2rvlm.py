@@ -100,6 +100,24 @@ class AnswerVocabulary:
         return allowed
 
 
+class NonEmptyAnswerGrammar(AnswerGrammar):
+    """`AnswerGrammar` whose utterance list may not close empty while it admits any id: head-guided
+    decoding, where the head already found the candidates and the model only chooses among them
+    (a small model's greedy first step otherwise prefers `]`, the single most frequent token after `[`).
+
+    >>> NonEmptyAnswerGrammar([3], []).accepts("<|utt_ids_start|>[]<|utt_ids_end|>;<|img_ids_start|>[]<|img_ids_end|>")
+    False
+    >>> NonEmptyAnswerGrammar([], []).accepts("<|utt_ids_start|>[]<|utt_ids_end|>;<|img_ids_start|>[]<|img_ids_end|>")
+    True
+    """
+
+    def step(self, state, char):
+        if (state is not None and char == "]" and state[0] == 0 and state[1] == self._LIST_OPEN
+                and self.allowed[0]):
+            return None
+        return super().step(state, char)
+
+
 class AnswerConstraint(LogitsProcessor):
     """Masks the logits so that row `b` can only continue a valid answer for `grammars[b]`.
 
@@ -121,7 +139,7 @@ class AnswerConstraint(LogitsProcessor):
         # Allowed-token cache per state, shared by the rows whose grammars admit the same ids
         # (GRPO groups, repeated dialogues): the trie walk is the costly part of a step.
         caches: dict[tuple, dict] = {}
-        self._cache: list[dict] = [caches.setdefault(g.allowed, {}) for g in self.grammars]
+        self._cache: list[dict] = [caches.setdefault((type(g), g.allowed), {}) for g in self.grammars]
         self._text_of = self._build_text_lookup()
 
     def _build_text_lookup(self) -> dict[int, str]:

@@ -36,6 +36,7 @@ from .configuration_f2rvlm import F2RVLMQwen2_5_VLConfig, F2RVLMQwen2VLConfig, F
 from .dialogue import as_dialogue
 from .generation_f2rvlm import (
     AnswerConstraint,
+    NonEmptyAnswerGrammar,
     max_answer_length,
     merge_window_answers,
     plan_windows,
@@ -117,7 +118,8 @@ class F2RVLMMixin:
 
     def _init_f2rvlm_heads(self) -> None:
         hidden = self.config.get_text_config().hidden_size
-        self.relevance_head = nn.Linear(hidden, 1) if self.config.relevance_head else None
+        width = 3 * hidden if getattr(self.config, "relevance_query_features", False) else hidden
+        self.relevance_head = nn.Linear(width, 1) if self.config.relevance_head else None
         self.topic_head = nn.Linear(hidden, self.config.num_topics) if self.config.num_topics else None
 
     # -- forward ---------------------------------------------------------------------------
@@ -139,6 +141,7 @@ class F2RVLMMixin:
         relevance_positions: torch.LongTensor | None = None,
         relevance_labels: torch.FloatTensor | None = None,
         topic_labels: torch.LongTensor | None = None,
+        query_topic_labels: torch.LongTensor | None = None,
         **kwargs,
     ) -> F2RVLMOutput:
         r"""The backbone forward plus the optional heads.
@@ -150,6 +153,8 @@ class F2RVLMMixin:
             1 when the utterance/image is in the gold fragment, 0 when not, -100 to ignore.
         topic_labels (`torch.LongTensor` of shape `(batch, num_positions)`, *optional*):
             Topic index of each utterance position, -100 where unknown (and for images).
+        query_topic_labels (`torch.LongTensor` of shape `(batch,)`, *optional*):
+            Topic index of each row's gold fragment, -100 when none (`relevance_query_features`).
         """
         if (relevance_labels is not None or topic_labels is not None) and relevance_positions is None:
             raise ValueError("relevance_labels/topic_labels need relevance_positions")
@@ -197,8 +202,15 @@ class F2RVLMMixin:
         relevance_logits = topic_logits = relevance_loss = topic_loss = None
         if relevance_positions is not None and (self.relevance_head is not None or self.topic_head is not None):
             gathered = gather_positions(hidden_states, relevance_positions)  # (batch, num_positions, hidden)
+            query_state = self._query_state(input_ids, hidden_states)  # (batch, hidden) or None
             if self.relevance_head is not None:
-                relevance_logits = self.relevance_head(gathered).squeeze(-1)  # (batch, num_positions)
+                features = gathered
+                if getattr(self.config, "relevance_query_features", False):
+                    if query_state is None:
+                        raise ValueError("relevance_query_features needs input_ids with the query_end_token_id token")
+                    query = query_state.unsqueeze(1).expand_as(gathered)
+                    features = torch.cat([gathered, query, gathered * query], dim=-1)
+                relevance_logits = self.relevance_head(features).squeeze(-1)  # (batch, num_positions)
             if self.topic_head is not None:
                 topic_logits = self.topic_head(gathered)  # (batch, num_positions, num_topics)
             if relevance_labels is not None:
@@ -213,6 +225,11 @@ class F2RVLMMixin:
                     F.cross_entropy(topic_logits[keep].float(), topic_labels[keep].long())
                     if keep.any() else topic_logits.sum() * 0.0
                 )
+                if query_topic_labels is not None and query_state is not None:
+                    keep_q = query_topic_labels != -100
+                    if keep_q.any():
+                        query_logits = self.topic_head(query_state[keep_q]).float()
+                        topic_loss = topic_loss + F.cross_entropy(query_logits, query_topic_labels[keep_q].long())
 
         loss = None
         for part, weight in ((lm_loss, 1.0), (relevance_loss, self.config.relevance_loss_weight),
@@ -232,6 +249,17 @@ class F2RVLMMixin:
             relevance_logits=relevance_logits,
             topic_logits=topic_logits,
         )
+
+    def _query_state(self, input_ids, hidden_states):
+        """Hidden state at each row's first `query_end_token_id` token, `(batch, hidden)` (zeros for
+        rows without one); None when the config names no such token or no input_ids are given."""
+        token_id = getattr(self.config, "query_end_token_id", None)
+        if token_id is None or input_ids is None or not getattr(self.config, "relevance_query_features", False):
+            return None
+        mask = input_ids == token_id
+        index = mask.int().argmax(dim=1)  # first occurrence (0 when absent)
+        state = hidden_states[torch.arange(hidden_states.shape[0], device=hidden_states.device), index]
+        return state * mask.any(dim=1, keepdim=True).to(state.dtype)
 
     # -- retrieval -------------------------------------------------------------------------
     def retrieve(
@@ -403,7 +431,7 @@ class F2RVLMMixin:
                 scores = _position_scores(position_map[b], probs[b])
                 utt_ids = [i for i in utt_ids if scores["utterances"].get(i, 0.0) > threshold]
                 img_ids = [i for i in img_ids if scores["images"].get(i, 0.0) > threshold]
-            grammars.append(AnswerGrammar(utt_ids, img_ids))
+            grammars.append(NonEmptyAnswerGrammar(utt_ids, img_ids) if mode == "guided" else AnswerGrammar(utt_ids, img_ids))
             window_scores.append(scores)
 
         prompt_length = inputs["input_ids"].shape[1]

@@ -171,9 +171,9 @@ class F2RVLMProcessor(Qwen2VLProcessor):
         return BatchFeature(data=data, tensor_type=None)
 
     def sft_collator(self, template: str = protocol.DEFAULT_TEMPLATE, relevance: bool = False,
-                     topics: Sequence[str] | None = None) -> F2RVLMCollator:
+                     topics: Sequence[str] | None = None, query_topics: bool = False) -> F2RVLMCollator:
         """An `SFTTrainer` data collator over dataset rows (see `F2RVLMCollator`)."""
-        return F2RVLMCollator(self, template=template, relevance=relevance, topics=topics)
+        return F2RVLMCollator(self, template=template, relevance=relevance, topics=topics, query_topics=query_topics)
 
 
 class F2RVLMCollator:
@@ -191,11 +191,12 @@ class F2RVLMCollator:
     """
 
     def __init__(self, processor: F2RVLMProcessor, template: str = protocol.DEFAULT_TEMPLATE,
-                 relevance: bool = False, topics: Sequence[str] | None = None):
+                 relevance: bool = False, topics: Sequence[str] | None = None, query_topics: bool = False):
         self.processor = processor
         self.template = template
         self.relevance = relevance
         self.topic_index = {name: i for i, name in enumerate(topics)} if topics else None
+        self.query_topics = query_topics and self.topic_index is not None
 
     def __call__(self, rows: Sequence[Mapping]) -> dict:
         dialogues = [Dialogue.from_row(row) for row in rows]
@@ -219,7 +220,27 @@ class F2RVLMCollator:
                 batch["relevance_labels"] = labels
             if self.topic_index is not None:
                 batch["topic_labels"] = topic_labels
+        if self.query_topics:  # the topic of each row's gold fragment (most frequent), -100 when empty
+            query_labels = torch.full((len(rows),), IGNORE_INDEX, dtype=torch.long)
+            for b, row in enumerate(rows):
+                counts: dict[str, int] = {}
+                for i in row["gold_utterance_ids"]:
+                    topic = row["utterances"][i].get("topic") or ""
+                    if topic in self.topic_index:
+                        counts[topic] = counts.get(topic, 0) + 1
+                if counts:
+                    query_labels[b] = self.topic_index[max(sorted(counts), key=counts.get)]
+            batch["query_topic_labels"] = query_labels
         return dict(batch)
+
+
+def query_end_token_id(tokenizer) -> int:
+    """Id of `<|query_end|>` when the tokenizer has it as a single token (the tiny ones do)."""
+    ids = tokenizer(protocol.QUERY_END, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        raise ValueError(f"{protocol.QUERY_END} is {len(ids)} tokens in this tokenizer; relevance_query_features "
+                         "needs it as one token")
+    return int(ids[0])
 
 
 def _expand_image_tokens(text: str, image_token: str, counts: Sequence[int]):
@@ -271,4 +292,4 @@ def _line_end_chars(chat_text: str, dialogue: Dialogue, query: str, template: st
     return [start - 2 for start in starts[1:]] + [dialogue_end - 1]  # start - 1 is the "\n"
 
 
-__all__ = ["F2RVLMCollator", "F2RVLMProcessor"]
+__all__ = ["F2RVLMCollator", "F2RVLMProcessor", "query_end_token_id"]

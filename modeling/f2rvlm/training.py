@@ -115,12 +115,40 @@ class ModelArguments:
         default=None,
         metadata={"help": "Add/keep the relevance head (trained jointly by the SFT collator). None: keep the checkpoint's."},
     )
-    num_topics: int | None = field(default=None, metadata={"help": "Size of the topic head (None: the checkpoint's)."})
+    num_topics: int | None = field(
+        default=None,
+        metadata={"help": "Topic head. SFT: -1 (or any non-zero value) sizes it from the training rows' topic labels "
+                          "(a mismatching positive value is overridden, with a warning); None/0: no topic head "
+                          "(other recipes: None keeps the checkpoint's)."},
+    )
     answer_only_logits: bool = field(
         default=False, metadata={"help": "Project only supervised positions through the LM head in SFT (1.35x on CPU)."},
     )
     adapter_path: str | None = field(
         default=None, metadata={"help": "A trained LoRA adapter/checkpoint to start from (e.g. the SFT output for GRPO)."},
+    )
+    relevance_query_features: bool = field(
+        default=False,
+        metadata={"help": "Relevance head reads [line, query, line * query] (the query: hidden state at <|query_end|>) "
+                          "and, with topics, the query position learns its gold fragment's topic. For models built "
+                          "from scratch (`tiny:`): measured to make the head learn within minutes on a CPU."},
+    )
+    query_topic_loss: bool = field(
+        default=True,
+        metadata={"help": "With relevance_query_features and a topic head: also train the query position on its gold "
+                          "fragment's topic."},
+    )
+    tokenizer_from_data: bool = field(
+        default=False,
+        metadata={"help": "`tiny:` models only: train the tiny BPE tokenizer (4k vocabulary) on the training rows' "
+                          "utterances and queries too, so content words are whole tokens (the built-in corpus "
+                          "splits them into characters)."},
+    )
+    init_token_embeddings: str | None = field(
+        default=None,
+        metadata={"help": "`minilm`: seed a `tiny:` model's token embeddings from the offline all-MiniLM-L6-v2 "
+                          "(each token's text embedded, PCA to the hidden size, rescaled to the random init's "
+                          "scale); None: random. Only for models built from scratch."},
     )
 
 
@@ -147,6 +175,12 @@ class F2RVLMGRPOConfig(GRPOConfig):
     )
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep dataset columns: the rewards read them."})
     shuffle_dataset: bool | None = field(default=False, metadata={"help": "False keeps the curriculum order (paper)."})
+    rollout_constraint: str = field(
+        default="grammar",
+        metadata={"help": "`grammar`: rollouts are decoded under the same answer grammar as `retrieve` (every "
+                          "completion parses, ids exist in its dialogue, ascending, unique), so no rollout is wasted "
+                          "on a malformed answer (F1 reward 0); `none`: TRL's plain sampling."},
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -252,7 +286,7 @@ def load_pretrained(name: str, model_args: ModelArguments, num_topics: int | Non
 
 
 def load_model_and_processor(model_args: ModelArguments, dry_run: bool = False, size: str = "test",
-                             num_topics: int | None = None):
+                             num_topics: int | None = None, tokenizer_texts=None):
     """(model, processor) for a recipe. `tiny:` names and `--dry_run` build offline; folders load
     through f2rvlm.hub.load_model; a trained adapter is loaded on top when `adapter_path` is set."""
     name = model_args.model_name_or_path
@@ -263,17 +297,51 @@ def load_model_and_processor(model_args: ModelArguments, dry_run: bool = False, 
         family = tiny_family_for(name)
         tiny_size = parts[2] if name.startswith("tiny:") and len(parts) > 2 else size
         overrides = {"num_topics": num_topics} if num_topics else {}
+        if model_args.relevance_query_features:
+            overrides["relevance_query_features"] = True
         model, processor = build_tiny(
             family=family, size=tiny_size, seed=model_args.tiny_seed,
-            relevance_head=bool(model_args.relevance_head), **overrides,
+            relevance_head=bool(model_args.relevance_head), tokenizer_texts=tokenizer_texts, **overrides,
         )
     else:
         model, processor = load_pretrained(name, model_args, num_topics=num_topics)
+    if model_args.init_token_embeddings not in (None, "", "none") and (dry_run or name.startswith("tiny:")):
+        seed_token_embeddings(model, processor.tokenizer, model_args.init_token_embeddings)
     if model_args.answer_only_logits and hasattr(model.config, "answer_only_logits"):
         model.config.answer_only_logits = True
     processor.tokenizer.padding_side = "left"  # TRL left-pads GRPO prompts; Qwen-VL rope needs it (ENVIRONMENT.md)
     freeze_vision_tower(model)
     return model, processor
+
+
+@torch.no_grad()
+def seed_token_embeddings(model, tokenizer, source: str = "minilm", embedder=None) -> int:
+    """Replace the input token embeddings of a model built from scratch by `source`'s view of each
+    token's text: embed every token string (all-MiniLM-L6-v2 by default, offline), centre, project
+    on the top principal components to the hidden size and rescale to the current embeddings'
+    standard deviation. Returns how many rows were set."""
+    import numpy as np
+
+    if source != "minilm":
+        raise ValueError(f"unknown token embedding source {source!r}; choose `minilm`")
+    if embedder is None:
+        from .embeddings import MiniLMCaptionEmbedder
+
+        embedder = MiniLMCaptionEmbedder(batch_size=256)
+    weight = model.get_input_embeddings().weight
+    n = min(len(tokenizer), weight.shape[0])
+    texts = tokenizer.batch_decode([[i] for i in range(n)], skip_special_tokens=False,
+                                   clean_up_tokenization_spaces=False)
+    vectors = embedder.embed_texts([t.strip() or t for t in texts]).astype(np.float64)
+    vectors -= vectors.mean(0, keepdims=True)
+    hidden = weight.shape[1]
+    _, _, vt = np.linalg.svd(vectors, full_matrices=False)
+    projected = vectors @ vt[:hidden].T
+    if projected.shape[1] < hidden:  # fewer components than the hidden size: pad with zeros
+        projected = np.pad(projected, ((0, 0), (0, hidden - projected.shape[1])))
+    projected *= float(weight[:n].std()) / max(float(projected.std()), 1e-8)
+    weight[:n] = torch.as_tensor(projected, dtype=weight.dtype, device=weight.device)
+    return n
 
 
 def attach_adapter(model, model_args: ModelArguments, is_trainable: bool = True):
@@ -324,6 +392,20 @@ def load_split(script_args: ScriptArguments, split: str, limit: int | None = Non
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
     return ds
+
+
+def training_texts(dataset) -> list[str]:
+    """Utterance texts, image captions and queries of a training split (tokenizer training)."""
+    texts = [str(q) for q in dataset["query"]]
+    seen = set()
+    for dialogue_id, utterances in zip(dataset["dialogue_id"], dataset["utterances"]):
+        if dialogue_id in seen:  # several queries share a dialogue
+            continue
+        seen.add(dialogue_id)
+        texts.extend(u.get("text") or "" for u in utterances)
+    if "image_captions" in dataset.column_names:
+        texts.extend(c for captions in dataset["image_captions"] for c in (captions or []) if c)
+    return texts
 
 
 def ensure_dry_run_dataset(script_args: ScriptArguments, workdir: str) -> None:
@@ -412,8 +494,50 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
         finally:
             self._ds_inputs = None
 
+    # -- grammar-constrained rollouts ---------------------------------------------------------
+    def _rollout_grammars(self, indices: Sequence[int]):
+        """One `AnswerGrammar` per rollout row (`indices` into the current inputs), or None when
+        rollouts are unconstrained or the rows lack the dialogue columns."""
+        inputs = getattr(self, "_ds_inputs", None)
+        if getattr(self.args, "rollout_constraint", "none") != "grammar" or inputs is None or self.tools:
+            return None
+        from .protocol import AnswerGrammar
+
+        grammars = []
+        for i in indices:
+            row = inputs[i]
+            if "utterances" not in row:
+                return None
+            grammars.append(AnswerGrammar(range(len(row["utterances"])), range(len(row.get("images") or []))))
+        return grammars
+
+    def _generate_subset(self, prompts: list, indices: Sequence[int]):
+        """`GRPOTrainer._generate` on `prompts` (rows `indices` of the inputs), constrained by their grammars."""
+        grammars = self._rollout_grammars(indices)
+        if grammars is None or self.use_vllm:
+            return super()._generate(prompts)
+        from transformers import LogitsProcessorList
+
+        from .generation_f2rvlm import AnswerConstraint
+
+        model = self.accelerator.unwrap_model(self.model)
+        tokenizer = getattr(self.processing_class, "tokenizer", self.processing_class)
+        original = model.generate
+
+        def constrained_generate(*args, **kwargs):
+            prompt_length = kwargs["input_ids"].shape[1]
+            processors = LogitsProcessorList(kwargs.pop("logits_processor", None) or [])
+            processors.append(AnswerConstraint(tokenizer, grammars, prompt_length))
+            return original(*args, logits_processor=processors, **kwargs)
+
+        model.generate = constrained_generate
+        try:
+            return super()._generate(prompts)
+        finally:
+            del model.generate  # back to the class method
+
     def _generate(self, prompts: list):
-        result = super()._generate(prompts)
+        result = self._generate_subset(prompts, list(range(len(prompts))))
         max_resamples = getattr(self.args, "dynamic_sampling_max_resamples", 0)
         inputs = getattr(self, "_ds_inputs", None)
         if not self.model.training or max_resamples <= 0 or inputs is None or self.tools:
@@ -436,10 +560,10 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
             bad_local = [i for i in range(local_n) if bool(bad_global[offset + i])]
             if self.accelerator.num_processes == 1:
                 subset = bad_local
-                new = super()._generate([prompts[i] for i in subset])
+                new = self._generate_subset([prompts[i] for i in subset], subset)
             else:  # every process generates (collectives inside _generate must match)
                 subset = list(range(local_n))
-                new = super()._generate(prompts)
+                new = self._generate_subset(prompts, subset)
             result = _splice(result, new, subset, keep=set(bad_local))
         self._metrics["train"]["dynamic_sampling/resampled_groups"].append(float(resampled))
         return result

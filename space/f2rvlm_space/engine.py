@@ -61,16 +61,39 @@ def default_model_dir() -> Path:
     return Path(os.path.expanduser("~")) / ".cache" / "f2rvlm" / "demo-model"
 
 
+def is_trained_model(folder: Path) -> bool:
+    """A trained export (recipes write `f2rvlm_recipe.json` beside the weights), not the random
+    stand-in built on first use."""
+    return (folder / "config.json").exists() and (folder / "f2rvlm_recipe.json").exists()
+
+
+def committed_model_dir() -> Path:
+    """The small trained demo model committed with the repository (`make demo-model` rebuilds it)."""
+    return REPO_ROOT / "models" / "tiny-demo"
+
+
 def resolve_default_model(model: str | None = None) -> str:
-    """The model the Space serves: `model` if given, else $F2RVLM_MODEL, else the tiny CPU model
-    (built on first use into `default_model_dir()`; a Hub repo id or a local folder both work)."""
+    """The model the Space serves: `model` if given, else $F2RVLM_MODEL, else a freshly trained
+    `default_model_dir()` (what `make train-tiny` exports), else the committed `models/tiny-demo`,
+    else a randomly initialised tiny model built on first use into `default_model_dir()` (with a
+    warning: run `make train-tiny` or `make demo-model`). A Hub repo id or a local folder both work."""
     chosen = model or os.environ.get("F2RVLM_MODEL")
     if chosen:
         return chosen
     folder = default_model_dir()
+    if is_trained_model(folder):
+        return str(folder)
+    committed = committed_model_dir()
+    if (committed / "config.json").exists() and (committed / "model.safetensors").exists():
+        return str(committed)
     if not (folder / "config.json").exists():
+        import warnings
+
         from f2rvlm.tiny import save_tiny
 
+        warnings.warn(f"no trained F2RVLM model found (neither {folder} from `make train-tiny` nor {committed}): "
+                      "serving a randomly initialised tiny model; run `make demo-model` or `make train-tiny`",
+                      stacklevel=2)
         # built beside, then renamed: two processes starting together never see half a folder
         partial = Path(tempfile.mkdtemp(prefix=".building-", dir=_ensure(folder.parent)))
         save_tiny(str(partial / "model"), family="qwen2_vl", size="test", seed=0, relevance_head=True)
