@@ -31,7 +31,7 @@ test-all: install ## run every test, slow ones included
 demo: install ## serve the Gradio Space on 127.0.0.1 (uses/builds the default model first)
 	$(PY) space/app.py
 
-demo-cli: install ## one retrieval on the bundled example dialogue, printed in the terminal
+demo-cli: install ## the default model on shipped sample dialogues, printed in the terminal
 	$(PY) -m f2rvlm.demo
 
 BUDGET ?= 30

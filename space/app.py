@@ -143,7 +143,7 @@ def build_demo(model_path: str | None = None, limits: ImportLimits | None = None
             with gr.Column(scale=1):
                 query = gr.Textbox(label="What are you looking for? (one query per line)", lines=3,
                                    elem_id="query", placeholder="the photos from our trip to the lake")
-                methods = gr.CheckboxGroup(choices, value=["generate"], label="Methods (pick several to compare)",
+                methods = gr.CheckboxGroup(choices, value=[retriever.default_method], label="Methods (pick several to compare)",
                                            elem_id="methods")
                 search_button = gr.Button("Search", variant="primary", elem_id="search")
                 result = gr.HTML("", elem_id="result", padding=True)

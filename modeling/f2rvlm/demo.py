@@ -1,9 +1,10 @@
-"""`python -m f2rvlm.demo` (what `make demo` runs): one retrieval on the bundled example dialogue.
+"""`python -m f2rvlm.demo` (`make demo-cli`): retrievals printed in the terminal.
 
 The default model: a freshly trained outputs/demo-model (`make train-tiny`), else the committed
 models/tiny-demo (`make demo-model`), else a randomly initialised tiny model built under
-outputs/demo-model (answers are not meaningful). Loads assets/example_dialogue.json and prints
-the fragment.
+outputs/demo-model (answers are not meaningful). Runs the queries of a shipped synthetic sample
+dialogue (validation-split style: in-domain for the tiny model) and prints answer, gold and the
+retrieved turns; `--dialogue FILE --query Q` runs on your own dialogue or chat export.
 """
 
 from __future__ import annotations
@@ -33,14 +34,18 @@ DEFAULT_MODEL = default_model()
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=DEFAULT_MODEL, help="F2RVLM model folder or repo id")
-    parser.add_argument("--query", default="the photos from our trip to the lake")
+    parser.add_argument("--dialogue", default=None,
+                        help="a dialogue JSON or chat export; default: the shipped synthetic samples "
+                             "(in-domain for the tiny model), each with its queries and gold fragment")
+    parser.add_argument("--query", default=None, help="with --dialogue: what to look for")
     parser.add_argument("--mode", default=None, choices=["generate", "guided", "tagging"],
                         help="default: the model's `default_retrieval_mode` (its best mode on validation), else generate")
     args = parser.parse_args(argv)
+    if args.dialogue and not args.query:
+        parser.error("--dialogue needs --query")
 
     import torch
 
-    from .dialogue import Dialogue
     from .hub import load_model
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -54,19 +59,30 @@ def main(argv=None) -> int:
     mode = args.mode or getattr(model.config, "default_retrieval_mode", None) or "generate"
     if mode != "generate" and getattr(model, "relevance_head", None) is None:
         mode = "generate"
-    with open(os.path.join(ASSETS, "example_dialogue.json"), encoding="utf-8") as f:
-        dialogue = Dialogue.from_dict(json.load(f), base_dir=ASSETS)
-    result = model.retrieve(dialogue, args.query, processor=processor, mode=mode, template="en")
-    print(f"query: {args.query}")
-    print(f"answer: {result.text}")
-    images = dialogue.images
-    for i in result.utterance_ids:
-        u = dialogue.utterances[i]
-        print(f"  [{i}] {u.speaker}: {u.text}")
-    for k in result.image_ids:
-        print(f"  image {k}: {os.path.basename(images[k].path or '')}")
-    if not result.utterance_ids and not result.image_ids:
-        print("  (nothing matches)")
+    print(f"model: {args.model} ({mode} mode)")
+
+    if args.dialogue:
+        from .cli import _load_dialogue_file
+
+        cases = [(_load_dialogue_file(args.dialogue), args.query, None)]
+    else:
+        from .data import load_samples
+
+        entry = next(e for e in load_samples() if e["language"] == "en")
+        cases = [(entry["dialogue"], q["query"], q) for q in entry["queries"]]
+    for dialogue, query, gold in cases:
+        result = model.retrieve(dialogue, query, processor=processor, mode=mode, template="en")
+        print(f"\nquery:  {query}")
+        print(f"answer: {result.text}  ({len(dialogue)} turns, {dialogue.num_images} images)")
+        if gold is not None:
+            print(f"gold:   utterances {gold['utterance_ids']}, images {gold['image_ids']}")
+        for i in result.utterance_ids:
+            u = dialogue.utterances[i]
+            print(f"  [{i}] {u.speaker}: {u.text}")
+        for k in result.image_ids:
+            print(f"  image {k} (on turn {dialogue.image_hosts[k]})")
+        if not result.utterance_ids and not result.image_ids:
+            print("  (nothing matches)")
     return 0
 
 

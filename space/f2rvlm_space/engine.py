@@ -166,6 +166,12 @@ class Retriever:
         keys = ["generate"] + (["guided", "tagging"] if self.has_head else [])
         return keys + [k for k in ("bm25", "embeddings") if _baseline_available(k)]
 
+    @property
+    def default_method(self) -> str:
+        """The model's best mode on validation (`config.default_retrieval_mode`, set by the recipes)."""
+        mode = getattr(self.model.config, "default_retrieval_mode", None) or "generate"
+        return mode if mode in self.methods else "generate"
+
     def choices(self) -> list[tuple[str, str]]:
         return [(METHOD_LABELS[k], k) for k in self.methods]
 
