@@ -3,13 +3,11 @@
 import json
 import subprocess
 import sys
-
-import pytest
 from pathlib import Path
 
-from f2rvlm.cli import main
-
+import pytest
 from conftest import make_image
+from f2rvlm.cli import main
 
 
 @pytest.fixture

@@ -3,9 +3,8 @@
 import io
 
 import pytest
-from PIL import Image
-
 from f2rvlm import Dialogue, DialogueError, DialogueImage, as_dialogue
+from PIL import Image
 
 
 def _png(color=(200, 30, 30)):

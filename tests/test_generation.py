@@ -4,7 +4,6 @@ import random
 
 import pytest
 import torch
-
 from f2rvlm.generation_f2rvlm import (
     AnswerConstraint,
     AnswerVocabulary,

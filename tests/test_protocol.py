@@ -1,8 +1,14 @@
 """Prompt templates, answer render/parse (strict, lenient, reasoning) and the answer grammar."""
 
 import pytest
-
-from f2rvlm import Dialogue, build_messages, parse_answer, parse_prompt, render_answer, render_prompt
+from f2rvlm import (
+    Dialogue,
+    build_messages,
+    parse_answer,
+    parse_prompt,
+    render_answer,
+    render_prompt,
+)
 from f2rvlm.protocol import (
     IMAGE_PLACEHOLDER,
     STRICT_ANSWER_PATTERN,

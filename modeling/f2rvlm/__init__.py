@@ -19,6 +19,12 @@ from .protocol import (
 
 __version__ = "0.1.0"
 
+__all__ = [
+    "Answer", "AnswerGrammar", "Dialogue", "DialogueError", "DialogueImage", "Utterance", "as_dialogue",
+    "build_messages", "contiguous_spans", "parse_answer", "parse_prompt", "register", "render_answer",
+    "render_prompt",
+]
+
 # Model classes load lazily (torch + transformers take seconds to import). Accessing any of them,
 # or calling `register()`, registers the F2RVLM classes with AutoConfig / AutoModel /
 # AutoModelForImageTextToText / AutoProcessor, so `AutoModel.from_pretrained(folder)` then works

@@ -10,7 +10,6 @@ retrieved turns; `--dialogue FILE --query Q` runs on your own dialogue or chat e
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
