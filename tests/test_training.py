@@ -62,7 +62,7 @@ def test_every_recipe_yaml_parses(path):
     types = {"sft": (training.ScriptArguments, training.F2RVLMSFTConfig, training.ModelArguments),
              "grpo": (training.ScriptArguments, training.F2RVLMGRPOConfig, training.ModelArguments)}
     if stage not in types:
-        pytest.skip("curriculum configs are parsed by tests/test_recipes_train.py (dry runs)")
+        pytest.skip("curriculum configs: tests/test_recipes_train.py::test_curriculum_recipe_dry_run")
     _, cfg, model = training.parse_recipe_args(types[stage], ["--config", path, "--output_dir", "/tmp/x"])
     assert cfg.max_length is None if stage == "sft" else cfg.shuffle_dataset is False
     if "7b" in path:  # the paper's hyper-parameters (PROTOCOL.md §6)
