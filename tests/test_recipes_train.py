@@ -117,7 +117,7 @@ def test_gpu_recipes_dry_run(backbone, data, tmp_path):
 def test_curriculum_recipe_dry_run(backbone, data, tmp_path):
     """Each curriculum config parses and runs on a tiny stand-in: the ordered GRPO set it writes
     loads, carries the `difficulty` column and only published bucket names."""
-    from datasets import load_from_disk, load_dataset
+    from datasets import load_dataset
     from f2rvlm.training import ModelArguments, ScriptArguments, parse_recipe_args
 
     curriculum = _recipe("curriculum")
@@ -131,9 +131,6 @@ def test_curriculum_recipe_dry_run(backbone, data, tmp_path):
     if backbone != "tiny-cpu":
         assert "Qwen" in args[2].model_name_or_path
     curriculum.main(*args)
-    try:
-        ordered = load_dataset(str(out), split="train_grpo")
-    except Exception:  # a save_to_disk folder instead of a Parquet one
-        ordered = load_from_disk(str(out))["train_grpo"]
+    ordered = load_dataset(str(out), split="train_grpo")  # a Parquet folder, as recipes/grpo.py reads it
     assert len(ordered) > 0
     assert set(ordered["difficulty"]) <= {"easy", "middle", "confusing", "hard"}
