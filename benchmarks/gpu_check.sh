@@ -3,7 +3,11 @@
 #  1. retrieval benchmarks on the GPU (constrained vs unconstrained, batched vs one-by-one);
 #  2. the GPU recipes' code paths (bf16, gradient checkpointing, LoRA, GRPO) with --dry_run on CUDA,
 #     using tiny stand-ins for the named checkpoints (nothing can be downloaded there either).
-# Wheels for packages the device image lacks are carried in .whl/ (see .library/device/README.md).
+# Wheels for packages the device image lacks are carried in .whl/ (not committed), made here with
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 -d .whl \
+#     transformers==5.24.0 trl==1.16.0 peft==0.21.2 datasets==5.2.0 huggingface-hub==2.4.0 tokenizers==0.23.3 \
+#     dill==0.4.1 multiprocess==0.70.19 httpx2==2.16.2 httpcore2==2.16.2 click==8.5.1 regex==2026.11.19 \
+#     truststore==0.10.5 idna==3.20 anyio==4.16.0 h11==0.16.0
 set -uo pipefail
 OUT=${OUT:-outputs/gpu_check}; mkdir -p "$OUT"
 if [ -d .whl ]; then
