@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 from .protocol import LineSpec
 
@@ -46,10 +47,12 @@ class DialogueImage:
             return self.source.convert("RGB") if self.source.mode != "RGB" else self.source
         what = os.fspath(self.source) if isinstance(self.source, (str, os.PathLike)) else f"<{len(self.source)} bytes>"
         try:
-            stream = io.BytesIO(self.source) if isinstance(self.source, (bytes, bytearray)) else open(self.source, "rb")
-            with stream:
-                image = Image.open(stream)
-                image.load()
+            data = bytes(self.source) if isinstance(self.source, (bytes, bytearray)) else None
+            if data is None:
+                with open(self.source, "rb") as f:
+                    data = f.read()
+            image = Image.open(io.BytesIO(data))
+            image.load()
         except FileNotFoundError:
             raise DialogueError(f"image file not found: {what}") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
@@ -134,7 +137,7 @@ class Dialogue:
             next_image += len(utterance.images)
             yield LineSpec(self.id_offset + i, utterance.speaker, utterance.text, ids)
 
-    def window(self, start: int, end: int) -> tuple["Dialogue", int]:
+    def window(self, start: int, end: int) -> tuple[Dialogue, int]:
         """Utterances [start, end) as a dialogue keeping global utterance ids.
 
         Returns the window and the global id of its first image: image ids restart at 0 inside a
@@ -145,7 +148,7 @@ class Dialogue:
         return Dialogue(self.utterances[start:end], self.dialogue_id, self.id_offset + start), image_offset
 
     # -- validation -------------------------------------------------------------------------
-    def validate(self, check_images: bool = False) -> "Dialogue":
+    def validate(self, check_images: bool = False) -> Dialogue:
         """Raise `DialogueError` on an empty dialogue, a bad speaker, a re-used image, and (with
         `check_images`) an image that cannot be read."""
         if not self.utterances:
@@ -175,7 +178,7 @@ class Dialogue:
 
     # -- plain data -------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: Mapping, base_dir: str | None = None) -> "Dialogue":
+    def from_dict(cls, data: Mapping, base_dir: str | None = None) -> Dialogue:
         """Build from `{"utterances": [{"speaker", "text", "images": [path | {"path"|"bytes", "caption"?}]}]}`.
 
         Optional `"id"` fields on utterances must be 0..N-1 in order. Relative image paths are
@@ -225,7 +228,7 @@ class Dialogue:
 
     # -- dataset rows (hub_datasets schema) ---------------------------------------------------
     @classmethod
-    def from_row(cls, row: Mapping) -> "Dialogue":
+    def from_row(cls, row: Mapping) -> Dialogue:
         """Build from a dataset row (`utterances` with `image_ids`, `images`, `image_captions`).
 
         Images may be decoded (PIL) or raw (`{"bytes", "path"}`), as `datasets` gives them.

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple, Sequence
+from typing import NamedTuple
 
 # ----------------------------------------------------------------------------------------------
 # Tags
@@ -225,7 +226,7 @@ def _parse_dialogue_text(text: str) -> tuple[LineSpec, ...]:
         text, image_ids = body, ()
         if first is not None:
             text = body[: first.start()]
-            text = text[:-1] if text.endswith(" ") else text
+            text = text.removesuffix(" ")
             image_ids = tuple(int(m.group(1)) for m in _IMAGE_TAG.finditer(body))
         specs.append(LineSpec(utt_id, speaker, text, image_ids))
     return tuple(specs)
@@ -247,10 +248,10 @@ STRICT_ANSWER_PATTERN = (
 _STRICT = re.compile(STRICT_ANSWER_PATTERN)
 _REASONING = re.compile(
     re.escape(THINK_START) + r".*?" + re.escape(THINK_END) + r"\s*"
-    + re.escape(ANSWER_START) + r"(.*?)" + re.escape(ANSWER_END) + r"\s*$", re.S,
+    + re.escape(ANSWER_START) + r"(.*?)" + re.escape(ANSWER_END) + r"\s*$", re.DOTALL,
 )
-_LENIENT_UTT = re.compile(re.escape(UTT_IDS_START) + r"(.*?)" + re.escape(UTT_IDS_END), re.S)
-_LENIENT_IMG = re.compile(re.escape(IMG_IDS_START) + r"(.*?)" + re.escape(IMG_IDS_END), re.S)
+_LENIENT_UTT = re.compile(re.escape(UTT_IDS_START) + r"(.*?)" + re.escape(UTT_IDS_END), re.DOTALL)
+_LENIENT_IMG = re.compile(re.escape(IMG_IDS_START) + r"(.*?)" + re.escape(IMG_IDS_END), re.DOTALL)
 PARSE_MODES = ("strict", "lenient", "reasoning")
 
 
