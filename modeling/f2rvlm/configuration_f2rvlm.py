@@ -38,99 +38,59 @@ Retrieval fields (the same on every family):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from transformers import Qwen2_5_VLConfig, Qwen2VLConfig, Qwen3VLConfig
 
-#: Field name -> default, shared by every F2RVLM config (documented in the module docstring).
-F2RVLM_DEFAULTS: dict = {
-    "prompt_template": "zh",
-    "relevance_head": False,
-    "relevance_loss_weight": 1.0,
-    "num_topics": 0,
-    "topic_loss_weight": 1.0,
-    "retrieval_threshold": 0.5,
-    "max_context_tokens": 16384,
-    "window_overlap": 4,
-    "answer_only_logits": False,
-    "relevance_query_features": False,
-    "query_end_token_id": None,
-}
+
+@dataclass(repr=False, kw_only=True)
+class F2RVLMConfigMixin:
+    """The retrieval fields (documented above), declared once for every backbone family.
+
+    A dataclass so that transformers, which turns each config subclass into a dataclass, collects
+    these fields through the MRO exactly as if each family had declared them itself.
+    """
+
+    prompt_template: str = "zh"
+    relevance_head: bool = False
+    relevance_loss_weight: float = 1.0
+    num_topics: int = 0
+    topic_loss_weight: float = 1.0
+    retrieval_threshold: float = 0.5
+    max_context_tokens: int = 16384
+    window_overlap: int = 4
+    answer_only_logits: bool = False
+    relevance_query_features: bool = False
+    query_end_token_id: int | None = None
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        if not 0.0 < self.retrieval_threshold < 1.0:
+            raise ValueError(f"retrieval_threshold must lie in (0, 1), got {self.retrieval_threshold}")
+        if self.num_topics < 0:
+            raise ValueError(f"num_topics must be >= 0, got {self.num_topics}")
+        if self.max_context_tokens < 64:
+            raise ValueError(f"max_context_tokens must be at least 64, got {self.max_context_tokens}")
+        if self.window_overlap < 0:
+            raise ValueError(f"window_overlap must be >= 0, got {self.window_overlap}")
 
 
-def _validate_f2rvlm_fields(config) -> None:
-    if not 0.0 < config.retrieval_threshold < 1.0:
-        raise ValueError(f"retrieval_threshold must lie in (0, 1), got {config.retrieval_threshold}")
-    if config.num_topics < 0:
-        raise ValueError(f"num_topics must be >= 0, got {config.num_topics}")
-    if config.max_context_tokens < 64:
-        raise ValueError(f"max_context_tokens must be at least 64, got {config.max_context_tokens}")
-    if config.window_overlap < 0:
-        raise ValueError(f"window_overlap must be >= 0, got {config.window_overlap}")
-
-
-class F2RVLMQwen2VLConfig(Qwen2VLConfig):
+class F2RVLMQwen2VLConfig(F2RVLMConfigMixin, Qwen2VLConfig):
     """Qwen2-VL (the released checkpoint's backbone) plus the F2RVLM retrieval fields."""
 
     model_type = "f2rvlm_qwen2_vl"
 
-    prompt_template: str = "zh"
-    relevance_head: bool = False
-    relevance_loss_weight: float = 1.0
-    num_topics: int = 0
-    topic_loss_weight: float = 1.0
-    retrieval_threshold: float = 0.5
-    max_context_tokens: int = 16384
-    window_overlap: int = 4
-    answer_only_logits: bool = False
-    relevance_query_features: bool = False
-    query_end_token_id: int | None = None
 
-    def __post_init__(self, **kwargs):
-        super().__post_init__(**kwargs)
-        _validate_f2rvlm_fields(self)
-
-
-class F2RVLMQwen2_5_VLConfig(Qwen2_5_VLConfig):
+class F2RVLMQwen2_5_VLConfig(F2RVLMConfigMixin, Qwen2_5_VLConfig):
     """Qwen2.5-VL plus the F2RVLM retrieval fields."""
 
     model_type = "f2rvlm_qwen2_5_vl"
 
-    prompt_template: str = "zh"
-    relevance_head: bool = False
-    relevance_loss_weight: float = 1.0
-    num_topics: int = 0
-    topic_loss_weight: float = 1.0
-    retrieval_threshold: float = 0.5
-    max_context_tokens: int = 16384
-    window_overlap: int = 4
-    answer_only_logits: bool = False
-    relevance_query_features: bool = False
-    query_end_token_id: int | None = None
 
-    def __post_init__(self, **kwargs):
-        super().__post_init__(**kwargs)
-        _validate_f2rvlm_fields(self)
-
-
-class F2RVLMQwen3VLConfig(Qwen3VLConfig):
+class F2RVLMQwen3VLConfig(F2RVLMConfigMixin, Qwen3VLConfig):
     """Qwen3-VL plus the F2RVLM retrieval fields."""
 
     model_type = "f2rvlm_qwen3_vl"
-
-    prompt_template: str = "zh"
-    relevance_head: bool = False
-    relevance_loss_weight: float = 1.0
-    num_topics: int = 0
-    topic_loss_weight: float = 1.0
-    retrieval_threshold: float = 0.5
-    max_context_tokens: int = 16384
-    window_overlap: int = 4
-    answer_only_logits: bool = False
-    relevance_query_features: bool = False
-    query_end_token_id: int | None = None
-
-    def __post_init__(self, **kwargs):
-        super().__post_init__(**kwargs)
-        _validate_f2rvlm_fields(self)
 
 
 #: Backbone family name -> F2RVLM config class.

@@ -46,13 +46,6 @@ from .protocol import AnswerGrammar, contiguous_spans, parse_answer
 RETRIEVAL_MODES = ("generate", "guided", "tagging")
 
 
-def _as_dialogue(value):
-    """`dialogue.as_dialogue`, but duck-typed: remote code loads the modeling and processing files
-    as separate module copies, so a `Dialogue` from one copy is not an instance of the other's."""
-    if hasattr(value, "line_specs") and hasattr(value, "utterances"):
-        return value
-    return as_dialogue(value)
-
 
 # ----------------------------------------------------------------------------------------------
 # Outputs
@@ -340,7 +333,7 @@ class F2RVLMMixin:
         jobs = []  # (pair index, window dialogue, image offset, query, prompt length)
         num_windows = []
         for index, (dialogue, query) in enumerate(pairs):
-            dialogue = _as_dialogue(dialogue)
+            dialogue = as_dialogue(dialogue)
             windows = self._plan_windows(dialogue, query, processor, template)
             num_windows.append(len(windows))
             for window, image_offset, length in windows:
@@ -488,12 +481,18 @@ def _eos_ids(tokenizer) -> list[int]:
 
 
 def _load_processor(model):
+    """The processor saved beside the model, loaded once and kept on it (not on every retrieve)."""
+    cached = getattr(model, "_f2rvlm_processor", None)
+    if cached is not None:
+        return cached
     from transformers import AutoProcessor
 
     source = getattr(model, "name_or_path", "") or ""
     if not source:
         raise ValueError("retrieve needs a processor: the model was built in memory (no name_or_path to load one from)")
-    return AutoProcessor.from_pretrained(source, trust_remote_code=True)
+    processor = AutoProcessor.from_pretrained(source, trust_remote_code=True)
+    object.__setattr__(model, "_f2rvlm_processor", processor)  # a plain attribute, not a sub-module
+    return processor
 
 
 # ----------------------------------------------------------------------------------------------

@@ -25,13 +25,6 @@ from .dialogue import Dialogue, as_dialogue
 IGNORE_INDEX = -100
 
 
-def _as_dialogue(value):
-    """`dialogue.as_dialogue`, but duck-typed: remote code loads the modeling and processing files
-    as separate module copies, so a `Dialogue` from one copy is not an instance of the other's."""
-    if hasattr(value, "line_specs") and hasattr(value, "utterances"):
-        return value
-    return as_dialogue(value)
-
 
 class F2RVLMProcessor(Qwen2VLProcessor):
     """Tokenizer + PIL image processor + chat template for F2RVLM (any Qwen-VL family).
@@ -57,7 +50,7 @@ class F2RVLMProcessor(Qwen2VLProcessor):
                     answer: str | None = None) -> str:
         """The chat text (one `<|image_pad|>` per image); ends with the generation prompt, or
         with `answer<|im_end|>\\n` when an answer is given."""
-        messages = protocol.build_messages(_as_dialogue(dialogue), query, template)
+        messages = protocol.build_messages(as_dialogue(dialogue), query, template)
         if answer is not None:
             messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
         return self.apply_chat_template(messages, tokenize=False, add_generation_prompt=answer is None)
@@ -109,7 +102,7 @@ class F2RVLMProcessor(Qwen2VLProcessor):
         -1 padded) plus `relevance_targets`, per row the `("utterance" | "image", id)` each
         position scores (utterance ids global, image ids of the given dialogue).
         """
-        dialogues = [_as_dialogue(d) for d, _ in rows]
+        dialogues = [as_dialogue(d) for d, _ in rows]
         if answers is not None and len(answers) != len(rows):
             raise ValueError(f"got {len(answers)} answers for {len(rows)} rows")
         padding_side = padding_side or ("left" if answers is None else "right")

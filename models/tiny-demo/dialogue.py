@@ -328,8 +328,12 @@ def _image_source(value):
 
 
 def as_dialogue(value) -> Dialogue:
-    """Accept a `Dialogue`, its plain-data form, or a sequence of utterance dicts."""
-    if isinstance(value, Dialogue):
+    """Accept a `Dialogue`, its plain-data form, or a sequence of utterance dicts.
+
+    Duck-typed on purpose: Hub remote code loads the modeling and processing files as separate
+    module copies, so a `Dialogue` made by one copy is not an instance of the other's class.
+    """
+    if isinstance(value, Dialogue) or (hasattr(value, "line_specs") and hasattr(value, "utterances")):
         return value
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
         value = {"utterances": list(value)}
