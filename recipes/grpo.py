@@ -26,22 +26,18 @@ from f2rvlm.training import (
     DynamicSamplingGRPOTrainer,
     F2RVLMGRPOConfig,
     ModelArguments,
-    PlotCallback,
     ScriptArguments,
-    TimeBudgetCallback,
     attach_adapter,
     build_reward_funcs,
-    carry_recipe_record,
     ensure_dry_run_dataset,
     grpo_example,
     load_model_and_processor,
     load_split,
     parse_recipe_args,
+    recipe_callbacks,
     resolve_template,
-    save_merged,
+    train_and_save,
     trainable_summary,
-    write_plots,
-    write_recipe_record,
 )
 
 logger = logging.getLogger("f2rvlm.grpo")
@@ -92,39 +88,13 @@ def main(script_args: ScriptArguments, training_args: F2RVLMGRPOConfig, model_ar
         training_args.reward_weights = paper_weights
     trainer = DynamicSamplingGRPOTrainer(
         model=model, reward_funcs=reward_funcs, args=training_args, train_dataset=train, processing_class=processor,
-        callbacks=[TimeBudgetCallback(script_args.time_budget_minutes)] + ([PlotCallback()] if script_args.plots else []),
+        callbacks=recipe_callbacks(script_args),
     )
 
-    # ------------------------------------------------------------------ 5. train
-    resume = training_args.resume_from_checkpoint
-    if isinstance(resume, str) and resume.lower() in ("true", "last"):
-        resume = True
-    result = trainer.train(resume_from_checkpoint=resume)
-    trainer.log_metrics("train", result.metrics)
-    trainer.save_metrics("train", result.metrics)
-
-    # ------------------------------------------------------------------ 6. save, plots, record, export
-    trainer.save_model(training_args.output_dir)
-    if trainer.accelerator.is_main_process:
-        processor.save_pretrained(training_args.output_dir)
-        trainer.state.save_to_json(os.path.join(training_args.output_dir, "trainer_state.json"))
-        if script_args.plots:
-            write_plots(trainer.state.log_history, training_args.output_dir)
-        if script_args.save_merged:
-            save_merged(trainer.model, processor, os.path.join(training_args.output_dir, "merged"))
-        source = model_args.adapter_path or model_args.model_name_or_path
-        carry_recipe_record(source if os.path.isdir(source) else None, training_args.output_dir)
-        carry_recipe_record(os.path.dirname(os.path.abspath(source)) if os.path.isdir(source) else None,
-                            training_args.output_dir)
-        write_recipe_record(training_args.output_dir, "grpo", script_args, model_args, training_args,
-                            extra={"template": template, "parameters": summary, "train_rows": len(train),
-                                   "train_metrics": result.metrics})
-        if script_args.export_dir:
-            from f2rvlm.model_card import export_trained
-
-            export_trained(training_args.output_dir, script_args.export_dir, base=model_args)
-    trainer.accelerator.wait_for_everyone()
-    print(f"GRPO done on process {trainer.accelerator.process_index}: {training_args.output_dir}", flush=True)
+    # ------------------------------------------------------------------ 5-6. train, save, record, export
+    train_and_save(trainer, processor, "grpo", script_args, model_args, training_args,
+                   extra={"template": template, "parameters": summary, "train_rows": len(train)},
+                   carry_from=model_args.adapter_path or model_args.model_name_or_path)
     return trainer
 
 

@@ -13,7 +13,6 @@ names file, record and field; `--on-error skip` leaves them out and reports how 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 
@@ -40,11 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from f2rvlm.cli import run_command
     from f2rvlm.data import build_from_release, build_synthetic, push_to_hub
-    from f2rvlm.dialogue import DialogueError
 
     args = build_parser().parse_args(argv)
-    try:
+
+    def build() -> None:
         if args.synthetic:
             overrides = {} if args.mean_turns is None else {"mean_turns": args.mean_turns}
             path = build_synthetic(args.out, args.num_dialogues, args.seed, args.language, args.overwrite,
@@ -57,12 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dataset written to {path}")
         if args.push_to_hub:
             print(f"pushed: {push_to_hub(path, args.push_to_hub, private=args.private)}")
-    except (DialogueError, FileNotFoundError, FileExistsError, NotADirectoryError, ValueError, OSError) as err:
-        if os.environ.get("F2RVLM_DEBUG"):
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_command(build)
 
 
 if __name__ == "__main__":

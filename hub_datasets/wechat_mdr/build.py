@@ -14,7 +14,6 @@ an error naming file, record and field; `--on-error skip` leaves them out and re
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 
@@ -36,11 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from f2rvlm.cli import run_command
     from f2rvlm.data import build_wechat, push_to_hub
-    from f2rvlm.dialogue import DialogueError
 
     args = build_parser().parse_args(argv)
-    try:
+
+    def build() -> None:
         path, reports = build_wechat(args.source, args.out, args.overwrite, args.on_error, args.image_root,
                                      args.image_turn_gold, not args.quiet, args.rows_per_shard)
         for report in reports:
@@ -48,12 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dataset written to {path}")
         if args.push_to_hub:
             print(f"pushed: {push_to_hub(path, args.push_to_hub, private=args.private)}")
-    except (DialogueError, FileNotFoundError, FileExistsError, NotADirectoryError, ValueError, OSError) as err:
-        if os.environ.get("F2RVLM_DEBUG"):
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_command(build)
 
 
 if __name__ == "__main__":

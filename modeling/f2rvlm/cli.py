@@ -191,22 +191,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .dialogue import DialogueError
-    from .protocol import PromptParseError
-
-    args = build_parser().parse_args(argv)
+def run_command(func, *args) -> int:
+    """Run a command; a user error (bad file or argument: `UserError`, `ValueError` — which
+    `DialogueError` and `PromptParseError` are — or `OSError`) becomes one `error:` line and exit
+    code 2. Shared by this CLI and the hub_datasets build scripts. F2RVLM_DEBUG=1 re-raises."""
     try:
-        return args.func(args)
-    except (UserError, DialogueError, PromptParseError, FileNotFoundError, FileExistsError,
-            NotADirectoryError, ValueError, OSError) as err:
+        return func(*args) or 0
+    except (UserError, ValueError, OSError) as err:
         if os.environ.get("F2RVLM_DEBUG"):
             raise
-        message = str(err) or type(err).__name__
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {str(err) or type(err).__name__}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

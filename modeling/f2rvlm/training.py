@@ -723,6 +723,50 @@ def carry_recipe_record(src_dir: str | None, out_dir: str) -> None:
         json.dump({**earlier, **record}, f, indent=1, sort_keys=True)
 
 
+def recipe_callbacks(script_args: ScriptArguments) -> list[TrainerCallback]:
+    """The callbacks every training recipe uses: the time budget, and plots when asked for."""
+    return [TimeBudgetCallback(script_args.time_budget_minutes)] + ([PlotCallback()] if script_args.plots else [])
+
+
+def train_and_save(trainer, processor, stage: str, script_args: ScriptArguments, model_args: ModelArguments,
+                   training_args, extra: dict, carry_from: str | None = None):
+    """Sections 5 and 6 of sft.py / grpo.py: train (resumable), then on the main process save the
+    checkpoint, processor, state, plots, merged model, recipe record and (optionally) the export.
+
+    `carry_from`: a stage folder whose `f2rvlm_recipe.json` is carried over first (GRPO after SFT).
+    """
+    # 5. train
+    resume = training_args.resume_from_checkpoint
+    if isinstance(resume, str) and resume.lower() in ("true", "last"):
+        resume = True
+    result = trainer.train(resume_from_checkpoint=resume)
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+
+    # 6. save, plots, record, export
+    out = training_args.output_dir
+    trainer.save_model(out)
+    if trainer.accelerator.is_main_process:
+        processor.save_pretrained(out)
+        trainer.state.save_to_json(os.path.join(out, "trainer_state.json"))
+        if script_args.plots:
+            write_plots(trainer.state.log_history, out)
+        if script_args.save_merged:
+            save_merged(trainer.model, processor, os.path.join(out, "merged"))
+        if carry_from is not None and os.path.isdir(carry_from):
+            carry_recipe_record(carry_from, out)
+            carry_recipe_record(os.path.dirname(os.path.abspath(carry_from)), out)
+        write_recipe_record(out, stage, script_args, model_args, training_args,
+                            extra={**extra, "train_metrics": result.metrics})
+        if script_args.export_dir:
+            from .model_card import export_trained
+
+            export_trained(out, script_args.export_dir, base=model_args)
+    trainer.accelerator.wait_for_everyone()
+    print(f"{stage.upper()} done on process {trainer.accelerator.process_index}: {out}", flush=True)
+    return result
+
+
 def parse_recipe_args(dataclass_types, argv: list[str] | None = None):
     """`TrlParser` over `--config recipe.yaml` + overrides, made to run here:
 
