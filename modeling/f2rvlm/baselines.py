@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -140,11 +141,25 @@ class EmbeddingBaseline(ScoredBaseline):
             embedder = MiniLMCaptionEmbedder()
         self.embedder = embedder
         self.rule = rule or SelectionRule(relative=0.8, min_score=0.2)
+        # Dialogue texts -> vectors: several queries over one dialogue (the Space, evaluation
+        # splits with 3-4 queries per dialogue) embed the dialogue once. Small LRU.
+        self._dialogue_vectors: OrderedDict[tuple[str, ...], np.ndarray] = OrderedDict()
+
+    def _texts_vectors(self, texts: tuple[str, ...]) -> np.ndarray:
+        vectors = self._dialogue_vectors.get(texts)
+        if vectors is None:
+            vectors = self.embedder.embed_texts(list(texts))
+            self._dialogue_vectors[texts] = vectors
+            if len(self._dialogue_vectors) > 64:
+                self._dialogue_vectors.popitem(last=False)
+        else:
+            self._dialogue_vectors.move_to_end(texts)
+        return vectors
 
     def score(self, dialogue: Dialogue, query: str) -> tuple[np.ndarray, np.ndarray]:
         captions = [(k, image.caption) for k, image in enumerate(dialogue.images) if image.caption]
-        vectors = self.embedder.embed_texts([query] + [u.text for u in dialogue.utterances] + [c for _, c in captions])
-        scores = vectors[1:] @ vectors[0]
+        texts = tuple([u.text for u in dialogue.utterances] + [c for _, c in captions])
+        scores = self._texts_vectors(texts) @ self.embedder.embed_texts([query])[0]
         n = len(dialogue.utterances)
         utterance_scores = scores[:n].astype(np.float64)
         caption_scores = {k: float(s) for (k, _), s in zip(captions, scores[n:])}
