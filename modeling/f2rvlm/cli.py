@@ -29,7 +29,7 @@ _STRICT_FORMATS = ("dialogue-json", "released", "annotation")
 _IMAGE_PROBLEMS = ("missing image file", "unreadable image", "image without its file", "image attached twice")
 
 
-def _load_dialogue_file(path: str):
+def load_dialogue_file(path: str):
     """A Dialogue from our JSON or any chat export `f2rvlm.formats` reads.
 
     Files written for F2RVLM must be complete: a missing or unreadable image is an error. Chat
@@ -52,7 +52,7 @@ def _load_dialogue_file(path: str):
 def cmd_retrieve(args) -> int:
     from .hub import load_model
 
-    dialogue = _load_dialogue_file(args.dialogue)
+    dialogue = load_dialogue_file(args.dialogue)
     model, processor = load_model(args.model, device=args.device)
     results = model.retrieve(
         dialogue, args.query, processor=processor, mode=args.mode, template=args.template,

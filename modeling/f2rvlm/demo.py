@@ -61,9 +61,9 @@ def main(argv=None) -> int:
     print(f"model: {args.model} ({mode} mode)")
 
     if args.dialogue:
-        from .cli import _load_dialogue_file
+        from .cli import load_dialogue_file
 
-        cases = [(_load_dialogue_file(args.dialogue), args.query, None)]
+        cases = [(load_dialogue_file(args.dialogue), args.query, None)]
     else:
         from .data import load_samples
 
