@@ -9,7 +9,7 @@ export GRADIO_ANALYTICS_ENABLED ?= False
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONDONTWRITEBYTECODE ?= 1
 
-.PHONY: help install test test-all demo lint bench clean train-tiny demo-model
+.PHONY: help install test test-all demo demo-cli lint bench clean train-tiny demo-model sync-demo-code
 
 help: ## this list
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,7 +32,7 @@ demo: install ## serve the Gradio Space on 127.0.0.1 (uses/builds the default mo
 	$(PY) space/app.py
 
 demo-cli: install ## the default model on shipped sample dialogues, printed in the terminal
-	$(PY) -m f2rvlm.demo
+	$(PY) -m f2rvlm.cli.demo
 
 BUDGET ?= 30
 train-tiny: install ## CPU pipeline: synthetic data -> SFT -> curriculum -> GRPO -> eval -> export (BUDGET=30 minutes)
@@ -40,6 +40,9 @@ train-tiny: install ## CPU pipeline: synthetic data -> SFT -> curriculum -> GRPO
 
 demo-model: install ## rebuild the committed demo model models/tiny-demo (the train-tiny pipeline, fixed steps, ~30 min)
 	$(PY) recipes/train_tiny.py --budget_minutes $(BUDGET) --export_dir models/tiny-demo
+
+sync-demo-code: install ## re-copy the Hub remote-code files into models/tiny-demo (a test checks they match)
+	$(PY) -c "from f2rvlm.models.hub import write_remote_code; print(write_remote_code('models/tiny-demo'))"
 
 lint: install ## ruff
 	$(VENV)/bin/ruff check modeling recipes space hub_datasets benchmarks tests

@@ -25,7 +25,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from f2rvlm.data import SYNTHETIC_SPLITS, build_synthetic, synthetic_rows, write_split
-    from f2rvlm.synthetic import SyntheticConfig, generate_dialogue, split_sizes
+    from f2rvlm.data.synthetic import SyntheticConfig, generate_dialogue, split_sizes
 
     # 1. generation alone (dialogues, images, rows)
     start = time.perf_counter()

@@ -3,7 +3,7 @@
     python benchmarks/bench_retrieval.py [--quick] [--sizes test,small,base] [--reps 5] [--threads 1]
                                          [--device cpu] [--no-write]
 
-Tiny randomly initialised Qwen2-VL F2RVLM models (`f2rvlm.tiny.build_tiny`, with a relevance
+Tiny randomly initialised Qwen2-VL F2RVLM models (`f2rvlm.models.tiny.build_tiny`, with a relevance
 head so tagging mode can be timed) on synthetic dialogues with images: the `validation` dialogue
 closest to 25 turns and the `test_heldout` dialogue closest to 75 turns (for batches: the 8
 dialogues closest to that length, first query of each). Every number that has a target is a
@@ -54,7 +54,7 @@ SPLIT_OF = {25: "validation", 75: "test_heldout"}
 # ----------------------------------------------------------------------------------------------
 def pairs_near(turns: int, count: int) -> list[tuple]:
     """`count` (dialogue, query) pairs whose dialogues are closest to `turns` turns (deterministic)."""
-    from f2rvlm.synthetic import generate_split
+    from f2rvlm.data.synthetic import generate_split
 
     samples = generate_split(SPLIT_OF[turns], 32, seed=0, language="en")
     samples.sort(key=lambda s: (abs(len(s.dialogue) - turns), s.dialogue.dialogue_id))
@@ -63,7 +63,7 @@ def pairs_near(turns: int, count: int) -> list[tuple]:
 
 def build(size: str, device: str):
     import torch
-    from f2rvlm.tiny import build_tiny
+    from f2rvlm.models.tiny import build_tiny
 
     model, processor = build_tiny("qwen2_vl", size, seed=0, relevance_head=True,
                                   max_context_tokens=8192)  # 75 turns fit one window
@@ -102,9 +102,9 @@ def interleaved(fns: dict, reps: int, device: str) -> dict[str, float]:
 # ----------------------------------------------------------------------------------------------
 def generation_fns(model, processor, dialogue, query):
     """(constrained fn, unconstrained fn, N): both generate exactly N new tokens from the same inputs."""
-    from f2rvlm.generation_f2rvlm import AnswerConstraint, max_answer_length
-    from f2rvlm.modeling_f2rvlm import _eos_ids
-    from f2rvlm.protocol import AnswerGrammar
+    from f2rvlm.core.protocol import AnswerGrammar
+    from f2rvlm.models.generation_f2rvlm import AnswerConstraint, max_answer_length
+    from f2rvlm.models.modeling_f2rvlm import _eos_ids
     from transformers import LogitsProcessorList
 
     tokenizer = processor.tokenizer

@@ -7,7 +7,7 @@
 
 1. sample the SFT model once per GRPO training row, keeping the answer tokens' log-probabilities
    (and per-token predictive entropies for `entropy: token`);
-2. f2rvlm.curriculum scores (avgF1, entropy), buckets (easy/middle/confusing/hard), filters, orders;
+2. f2rvlm.training.curriculum scores (avgF1, entropy), buckets (easy/middle/confusing/hard), filters, orders;
 3. write a dataset folder: split `train_grpo` with the `difficulty` column, rows in training order
    (what recipes/grpo.py reads with `shuffle_dataset: false`), plus `curriculum.json` (quartiles,
    bucket counts) and `scores.jsonl` (every row's sample, F1, entropy and bucket).
@@ -18,25 +18,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from dataclasses import dataclass, field
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "modeling"))
-
 import torch
-from f2rvlm.training import (
-    ModelArguments,
-    ScriptArguments,
-    attach_adapter,
-    ensure_dry_run_dataset,
-    load_model_and_processor,
-    load_split,
-    parse_recipe_args,
-    resolve_template,
-    write_recipe_record,
-)
+from f2rvlm.training.args import ModelArguments, ScriptArguments, parse_recipe_args
+from f2rvlm.training.callbacks import write_recipe_record
+from f2rvlm.training.examples import ensure_dry_run_dataset, load_split, resolve_template
+from f2rvlm.training.loading import attach_adapter, load_model_and_processor
 
-logger = logging.getLogger("f2rvlm.curriculum")
+logger = logging.getLogger("f2rvlm.training.curriculum")
 
 
 @dataclass
@@ -57,7 +47,7 @@ class CurriculumArguments:
 @torch.no_grad()
 def sample_answers(model, processor, rows, template: str, args: CurriculumArguments):
     """(text, token log-probs, token entropies) of one sampled answer per row."""
-    from f2rvlm.dialogue import Dialogue
+    from f2rvlm.core.dialogue import Dialogue
     from tqdm.auto import tqdm
 
     tokenizer = processor.tokenizer
@@ -120,7 +110,7 @@ Bucket counts: {summary}
 def main(script_args: ScriptArguments, cur_args: CurriculumArguments, model_args: ModelArguments):
     # ------------------------------------------------------------------ 1. set-up
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from f2rvlm.curriculum import CurriculumSample, build_curriculum
+    from f2rvlm.training.curriculum import CurriculumSample, build_curriculum
     from transformers import set_seed
 
     set_seed(cur_args.seed)

@@ -16,19 +16,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "modeling"))
-
-from f2rvlm.training import (
-    ModelArguments,
-    ScriptArguments,
-    load_model_and_processor,
-    load_split,
-    parse_recipe_args,
-)
+from f2rvlm.training.args import ModelArguments, ScriptArguments, parse_recipe_args
+from f2rvlm.training.examples import load_split
+from f2rvlm.training.loading import load_model_and_processor
 
 logger = logging.getLogger("f2rvlm.evaluate")
 
@@ -58,8 +51,8 @@ class EvaluateArguments:
 
 def score(rows, predictions) -> dict:
     """Global + per-sample metrics of (utterance_ids, image_ids) predictions."""
-    from f2rvlm.metrics import EvalSample, evaluate
-    from f2rvlm.protocol import Answer
+    from f2rvlm.core.metrics import EvalSample, evaluate
+    from f2rvlm.core.protocol import Answer
 
     samples = [EvalSample(Answer(list(p[0]), list(p[1])), Answer(list(r["gold_utterance_ids"]), list(r["gold_image_ids"])),
                           num_utterances=int(r["num_turns"]), num_images=len(r["images"]), num_turns=int(r["num_turns"]))
@@ -71,7 +64,7 @@ def run_baseline(name: str, rows, dev_rows):
     """Predictions of a non-generative baseline (f2rvlm.baselines: bm25 | minilm), its selection
     rule tuned on `dev_rows` (training rows, never the evaluated split), and its seconds per query."""
     from f2rvlm import baselines
-    from f2rvlm.dialogue import Dialogue
+    from f2rvlm.core.dialogue import Dialogue
 
     classes = {"bm25": baselines.BM25Baseline, "minilm": baselines.EmbeddingBaseline,
                "embedding": baselines.EmbeddingBaseline}
@@ -92,8 +85,8 @@ _TUNED: dict = {}
 
 def _tuned_baseline(retriever, name, dev_rows):
     from f2rvlm import baselines
-    from f2rvlm.dialogue import Dialogue
-    from f2rvlm.protocol import Answer
+    from f2rvlm.core.dialogue import Dialogue
+    from f2rvlm.core.protocol import Answer
 
     if dev_rows:
         dev = [baselines.DevExample(Dialogue.from_row(r), r["query"],
@@ -109,7 +102,7 @@ THRESHOLD_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0
 
 def tune_threshold(model, processor, rows, template, batch_size: int = 8) -> tuple[float, float]:
     """(threshold, joint F1): the tagging threshold with the best joint F1 on `rows` (training rows)."""
-    from f2rvlm.dialogue import Dialogue
+    from f2rvlm.core.dialogue import Dialogue
 
     pairs = [(Dialogue.from_row(r), r["query"]) for r in rows]
     results = model.retrieve_batch(pairs, processor, batch_size=batch_size, mode="tagging", template=template,
@@ -125,7 +118,7 @@ def tune_threshold(model, processor, rows, template, batch_size: int = 8) -> tup
 
 
 def run_model(model, processor, rows, mode: str, args: EvaluateArguments, template):
-    from f2rvlm.dialogue import Dialogue
+    from f2rvlm.core.dialogue import Dialogue
 
     pairs = [(Dialogue.from_row(r), r["query"]) for r in rows]
     kwargs = {"mode": mode, "template": template, "constrained": args.constrained, "threshold": args.threshold}

@@ -17,28 +17,22 @@ prompts); the rewards read the row columns (`solution`, gold ids, utterances) by
 from __future__ import annotations
 
 import logging
-import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "modeling"))
-
-from f2rvlm.training import (
-    DynamicSamplingGRPOTrainer,
+from f2rvlm.training.args import (
     F2RVLMGRPOConfig,
     ModelArguments,
     ScriptArguments,
-    attach_adapter,
-    build_reward_funcs,
+    parse_recipe_args,
+)
+from f2rvlm.training.callbacks import recipe_callbacks, train_and_save
+from f2rvlm.training.examples import (
     ensure_dry_run_dataset,
     grpo_example,
-    load_model_and_processor,
     load_split,
-    parse_recipe_args,
-    recipe_callbacks,
     resolve_template,
-    train_and_save,
-    trainable_summary,
 )
+from f2rvlm.training.loading import attach_adapter, load_model_and_processor, trainable_summary
+from f2rvlm.training.trainers import DynamicSamplingGRPOTrainer, build_reward_funcs
 
 logger = logging.getLogger("f2rvlm.grpo")
 

@@ -19,27 +19,17 @@ keeps image tokens whole.
 from __future__ import annotations
 
 import logging
-import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "modeling"))
-
-from f2rvlm.training import (
-    F2RVLMSFTConfig,
-    ModelArguments,
-    ScriptArguments,
-    attach_adapter,
+from f2rvlm.training.args import F2RVLMSFTConfig, ModelArguments, ScriptArguments, parse_recipe_args
+from f2rvlm.training.callbacks import recipe_callbacks, train_and_save
+from f2rvlm.training.examples import (
     ensure_dry_run_dataset,
-    load_model_and_processor,
     load_split,
-    make_sft_trainer_class,
-    parse_recipe_args,
-    recipe_callbacks,
     resolve_template,
-    train_and_save,
-    trainable_summary,
     training_texts,
 )
+from f2rvlm.training.loading import attach_adapter, load_model_and_processor, trainable_summary
+from f2rvlm.training.trainers import make_sft_trainer_class
 
 logger = logging.getLogger("f2rvlm.sft")
 

@@ -28,9 +28,10 @@ import subprocess
 import sys
 import time
 
+from f2rvlm.models.registry_f2rvlm import RETRIEVAL_MODES
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "modeling"))
 
 #: Measured on 2 cores (Python 3.11, torch 2.13, see benchmarks/RESULTS.md `quality`): SFT of the `test`
 #: size at batch 1 runs ~25 steps/s alone (batch 4: ~3 steps/s = 12 rows/s, padding), a GRPO step (1 prompt
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
     p.add_argument("--rewrite_results", action="store_true",
                    help="only re-render results.md / RESULTS.md from an earlier run's results.json")
     p.add_argument("--size", default="test", choices=["test", "small", "base"],
-                   help="tiny backbone size (f2rvlm.tiny.SIZES); `test` measured best for a 30-minute budget")
+                   help="tiny backbone size (f2rvlm.models.tiny.SIZES); `test` measured best for a 30-minute budget")
     p.add_argument("--init_embeddings", default="minilm", choices=["none", "minilm"],
                    help="seed the token embeddings from the offline MiniLM (training.seed_token_embeddings)")
     p.add_argument("--sft_steps", type=int, default=None, help="override the planned SFT steps")
@@ -163,13 +164,13 @@ def main(argv=None) -> int:
         ("zero-shot (untrained)", ["--model_name_or_path", f"tiny:qwen2_vl:{args.size}", "--relevance_head", "true",
                                    "--relevance_query_features", "true",
                                    "--tiny_seed", str(args.seed), *tuned,
-                                   "--modes", "generate", "guided", "tagging"], "zero_shot"),
+                                   "--modes", *RETRIEVAL_MODES], "zero_shot"),
         ("SFT", ["--model_name_or_path", os.path.join(sft, "merged"), *tuned,
-                 "--modes", "generate", "guided", "tagging"], "sft"),
+                 "--modes", *RETRIEVAL_MODES], "sft"),
         ("SFT+GRPO, no curriculum", ["--model_name_or_path", os.path.join(grpo_nocur, "merged"), *tuned,
-                                     "--modes", "generate", "guided", "tagging"], "grpo_nocur"),
+                                     "--modes", *RETRIEVAL_MODES], "grpo_nocur"),
         ("SFT+GRPO, curriculum", ["--model_name_or_path", os.path.join(grpo_cur, "merged"), *tuned,
-                                  "--modes", "generate", "guided", "tagging"], "grpo"),
+                                  "--modes", *RETRIEVAL_MODES], "grpo"),
         ("BM25 baseline", ["--model_name_or_path", "baseline:bm25", "--baseline_dev_rows", str(sizes["baseline_dev_rows"])], "bm25"),
         ("MiniLM baseline", ["--model_name_or_path", "baseline:minilm", "--baseline_dev_rows", str(sizes["baseline_dev_rows"])], "minilm"),
     ]
@@ -185,7 +186,7 @@ def main(argv=None) -> int:
             thresholds[label] = report["threshold"]
 
     # 6. export + card + results ------------------------------------------------------------
-    from f2rvlm.model_card import export_trained
+    from f2rvlm.training.card import export_trained
 
     command = f"make train-tiny BUDGET={B:g}" if B != 30 else "make train-tiny"
     if args.export_dir != parser_default(p, "export_dir"):
@@ -224,7 +225,7 @@ def set_config(folder: str, **values) -> None:
         f.write("\n")
 
 
-MODEL_MODES = ("generate", "guided", "tagging")
+MODEL_MODES = tuple(RETRIEVAL_MODES)
 
 
 def joint_f1(splits: dict, split: str, mode: str) -> float | None:
@@ -350,11 +351,9 @@ def write_results(table, timings, sizes, budget, command, results_dir, update_md
     with open(os.path.join(results_dir, "results.md"), "w", encoding="utf-8") as f:
         f.write(f"# Quality (CPU pipeline)\n\nCommand: `{command}`\n\n{text}\n")
     if update_md:
-        sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-        try:
-            from results import update_section
-        except ImportError:
-            return
+        import runpy
+
+        update_section = runpy.run_path(os.path.join(ROOT, "benchmarks", "results.py"))["update_section"]
         update_section("quality", text, command)
 
 

@@ -27,7 +27,7 @@ for _path in (_HERE, _HERE / "vendor", _HERE.parent / "modeling"):
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr
-from f2rvlm.dialogue import DialogueError
+from f2rvlm.core.dialogue import DialogueError
 from f2rvlm.formats import ChatImportError, ImportLimits
 from f2rvlm_space import engine, render
 

@@ -21,7 +21,7 @@ def tiny_model_and_processor():
 
     Shared by the whole session: do not train it or change its config in place.
     """
-    from f2rvlm.tiny import build_tiny
+    from f2rvlm.models.tiny import build_tiny
 
     return build_tiny("qwen2_vl", "test", seed=0, relevance_head=True, num_topics=3)
 
@@ -29,7 +29,7 @@ def tiny_model_and_processor():
 @pytest.fixture(scope="session")
 def tiny_model_folder(tmp_path_factory, tiny_model_and_processor):
     """An exported F2RVLM folder of the session's tiny model (weights, code files, auto_map)."""
-    from f2rvlm.hub import save_f2rvlm_folder
+    from f2rvlm.models.hub import save_f2rvlm_folder
 
     model, processor = tiny_model_and_processor
     return save_f2rvlm_folder(model, processor, str(tmp_path_factory.mktemp("tiny") / "model"))
@@ -44,7 +44,7 @@ def make_image(color, size=(60, 40)):
 @pytest.fixture(scope="session")
 def image_dialogue():
     """Five turns, three images (two on turn 1, one on turn 3), a multi-line utterance."""
-    from f2rvlm.dialogue import Dialogue, DialogueImage, Utterance
+    from f2rvlm.core.dialogue import Dialogue, DialogueImage, Utterance
 
     return Dialogue([
         Utterance("user1", "we went to the lake\nlast sunday"),
@@ -58,7 +58,7 @@ def image_dialogue():
 @pytest.fixture(scope="session")
 def dataset_row(image_dialogue):
     """A dataset row (docs/CONTRACTS.md schema) built from `image_dialogue`."""
-    from f2rvlm.protocol import render_answer
+    from f2rvlm.core.protocol import render_answer
 
     row = image_dialogue.to_row()
     topics = ["trip", "trip", "trip", "trip", "plans"]

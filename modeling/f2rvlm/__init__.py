@@ -5,8 +5,8 @@ registration with transformers' Auto classes) load on first use of `f2rvlm.F2RVL
 `f2rvlm.register()` is called.
 """
 
-from .dialogue import Dialogue, DialogueError, DialogueImage, Utterance, as_dialogue
-from .protocol import (
+from .core.dialogue import Dialogue, DialogueError, DialogueImage, Utterance, as_dialogue
+from .core.protocol import (
     Answer,
     AnswerGrammar,
     build_messages,
@@ -30,23 +30,23 @@ __all__ = [
 # AutoModelForImageTextToText / AutoProcessor, so `AutoModel.from_pretrained(folder)` then works
 # without trust_remote_code. `import f2rvlm` alone does not register (measured: it would add ~4 s).
 _LAZY = {
-    "F2RVLMQwen2VLConfig": "configuration_f2rvlm",
-    "F2RVLMQwen2_5_VLConfig": "configuration_f2rvlm",
-    "F2RVLMQwen3VLConfig": "configuration_f2rvlm",
-    "F2RVLMQwen2VLForConditionalGeneration": "modeling_f2rvlm",
-    "F2RVLMQwen2_5_VLForConditionalGeneration": "modeling_f2rvlm",
-    "F2RVLMQwen3VLForConditionalGeneration": "modeling_f2rvlm",
-    "F2RVLMOutput": "modeling_f2rvlm",
-    "RetrievalResult": "modeling_f2rvlm",
-    "F2RVLMProcessor": "processing_f2rvlm",
-    "F2RVLMCollator": "processing_f2rvlm",
-    "load_model": "hub",
+    "F2RVLMQwen2VLConfig": "models.configuration_f2rvlm",
+    "F2RVLMQwen2_5_VLConfig": "models.configuration_f2rvlm",
+    "F2RVLMQwen3VLConfig": "models.configuration_f2rvlm",
+    "F2RVLMQwen2VLForConditionalGeneration": "models.modeling_f2rvlm",
+    "F2RVLMQwen2_5_VLForConditionalGeneration": "models.modeling_f2rvlm",
+    "F2RVLMQwen3VLForConditionalGeneration": "models.modeling_f2rvlm",
+    "F2RVLMOutput": "models.modeling_f2rvlm",
+    "RetrievalResult": "models.retrieval_f2rvlm",
+    "F2RVLMProcessor": "models.processing_f2rvlm",
+    "F2RVLMCollator": "models.processing_f2rvlm",
+    "load_model": "models.hub",
 }
 
 
 def register() -> None:
     """Register the F2RVLM classes with the transformers Auto classes (idempotent)."""
-    from .hub import register as _register
+    from .models.hub import register as _register
 
     _register()
 

@@ -10,7 +10,7 @@ else they take the score of their host utterance. Both turn scores into ids with
 reaches `min_score` ("nothing matches"). `tune_rule` picks the rule with the best joint F1
 (`metrics.evaluate`) on a dev split; the defaults below are starting points, not tuned values.
 
->>> from f2rvlm.dialogue import Dialogue, Utterance
+>>> from f2rvlm.core.dialogue import Dialogue, Utterance
 >>> d = Dialogue([Utterance("user1", "we went to the lake"), Utterance("user2", "tax forms are due"),
 ...               Utterance("user1", "the lake was cold")])
 >>> BM25Baseline().retrieve(d, "lake trip")
@@ -28,9 +28,9 @@ from typing import Protocol
 
 import numpy as np
 
-from .dialogue import Dialogue
-from .metrics import EvalSample, evaluate
-from .protocol import Answer
+from .core.dialogue import Dialogue
+from .core.metrics import EvalSample, evaluate
+from .core.protocol import Answer
 
 
 class Baseline(Protocol):

@@ -29,7 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .dialogue import DialogueImage
+from .core.dialogue import DialogueImage
 
 
 class EmbeddingError(ValueError):

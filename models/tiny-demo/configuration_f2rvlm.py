@@ -5,7 +5,7 @@ Each class SUBCLASSES its backbone's config (not a wrapper holding it): TRL, PEF
 is a Qwen-VL config with a few more fields. Imports transformers only (travels with the Hub
 remote code).
 
->>> from f2rvlm.configuration_f2rvlm import F2RVLMQwen2VLConfig
+>>> from f2rvlm.models.configuration_f2rvlm import F2RVLMQwen2VLConfig
 >>> config = F2RVLMQwen2VLConfig(relevance_head=True, num_topics=8)
 >>> config.model_type, config.prompt_template, config.retrieval_threshold
 ('f2rvlm_qwen2_vl', 'zh', 0.5)
@@ -34,6 +34,9 @@ Retrieval fields (the same on every family):
         is also trained on the topic of its gold fragment (`query_topic_labels`).
     query_end_token_id (`int`, *optional*): token id of `<|query_end|>` (a single token in the
         tiny tokenizers); needed by `relevance_query_features`.
+    default_retrieval_mode (`str`, defaults to `"generate"`): the mode `retrieve`, the CLI and
+        the Space use when none is asked for (`registry_f2rvlm.RETRIEVAL_MODES`); recipes set it to
+        the mode that measured best.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from transformers import Qwen2_5_VLConfig, Qwen2VLConfig, Qwen3VLConfig
+
+from .registry_f2rvlm import FAMILIES, RETRIEVAL_MODES
 
 
 @dataclass(repr=False, kw_only=True)
@@ -62,6 +67,7 @@ class F2RVLMConfigMixin:
     answer_only_logits: bool = False
     relevance_query_features: bool = False
     query_end_token_id: int | None = None
+    default_retrieval_mode: str = "generate"
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -71,6 +77,9 @@ class F2RVLMConfigMixin:
             raise ValueError(f"num_topics must be >= 0, got {self.num_topics}")
         if self.max_context_tokens < 64:
             raise ValueError(f"max_context_tokens must be at least 64, got {self.max_context_tokens}")
+        if self.default_retrieval_mode not in RETRIEVAL_MODES:
+            raise ValueError(f"default_retrieval_mode must be one of {tuple(RETRIEVAL_MODES)}, "
+                             f"got {self.default_retrieval_mode!r}")
         if self.window_overlap < 0:
             raise ValueError(f"window_overlap must be >= 0, got {self.window_overlap}")
 
@@ -78,26 +87,25 @@ class F2RVLMConfigMixin:
 class F2RVLMQwen2VLConfig(F2RVLMConfigMixin, Qwen2VLConfig):
     """Qwen2-VL (the released checkpoint's backbone) plus the F2RVLM retrieval fields."""
 
-    model_type = "f2rvlm_qwen2_vl"
+    model_type = FAMILIES["qwen2_vl"].model_type
 
 
 class F2RVLMQwen2_5_VLConfig(F2RVLMConfigMixin, Qwen2_5_VLConfig):
     """Qwen2.5-VL plus the F2RVLM retrieval fields."""
 
-    model_type = "f2rvlm_qwen2_5_vl"
+    model_type = FAMILIES["qwen2_5_vl"].model_type
 
 
 class F2RVLMQwen3VLConfig(F2RVLMConfigMixin, Qwen3VLConfig):
     """Qwen3-VL plus the F2RVLM retrieval fields."""
 
-    model_type = "f2rvlm_qwen3_vl"
+    model_type = FAMILIES["qwen3_vl"].model_type
 
 
 #: Backbone family name -> F2RVLM config class.
-CONFIG_CLASSES = {
-    "qwen2_vl": F2RVLMQwen2VLConfig,
-    "qwen2_5_vl": F2RVLMQwen2_5_VLConfig,
-    "qwen3_vl": F2RVLMQwen3VLConfig,
-}
+CONFIG_CLASSES = {family: cls for cls in (F2RVLMQwen2VLConfig, F2RVLMQwen2_5_VLConfig, F2RVLMQwen3VLConfig)
+                  for family in FAMILIES if FAMILIES[family].model_type == cls.model_type}
+if set(CONFIG_CLASSES) != set(FAMILIES):  # a registry entry without its config class
+    raise ImportError(f"registered families without a config class: {set(FAMILIES) - set(CONFIG_CLASSES)}")
 
 __all__ = ["CONFIG_CLASSES", "F2RVLMQwen2VLConfig", "F2RVLMQwen2_5_VLConfig", "F2RVLMQwen3VLConfig"]

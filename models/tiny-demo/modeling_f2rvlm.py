@@ -7,8 +7,8 @@ Each class SUBCLASSES its backbone (a wrapper breaks TRL, which reads `generatio
   line and each image's `<|vision_end|>` token), trained with BCE beside the answer loss;
 - an optional topic head: topic logits at the utterance scoring positions, cross-entropy where
   topic labels exist;
-- `retrieve` / `retrieve_batch`: dialogue + query -> `RetrievalResult`, by grammar-constrained
-  generation, head tagging, or head-guided generation, with windows for long dialogues.
+- `retrieve` / `retrieve_batch`: dialogue + query -> `RetrievalResult` (orchestrated by
+  `retrieval_f2rvlm.py`: generation, head tagging or head-guided generation, windows).
 
 A checkpoint without heads (the released one) loads unchanged. `forward` takes the standard
 kwargs, so TRL's SFT/GRPO trainers work as with the backbone; the head kwargs are optional.
@@ -17,15 +17,13 @@ Imports torch, transformers and the sibling F2RVLM files only (travels with the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import (
-    LogitsProcessorList,
     Qwen2_5_VLForConditionalGeneration,
     Qwen2VLForConditionalGeneration,
     Qwen3VLForConditionalGeneration,
@@ -33,18 +31,8 @@ from transformers import (
 from transformers.modeling_outputs import ModelOutput
 
 from .configuration_f2rvlm import F2RVLMQwen2_5_VLConfig, F2RVLMQwen2VLConfig, F2RVLMQwen3VLConfig
-from .dialogue import as_dialogue
-from .generation_f2rvlm import (
-    AnswerConstraint,
-    NonEmptyAnswerGrammar,
-    max_answer_length,
-    merge_window_answers,
-    plan_windows,
-)
-from .protocol import AnswerGrammar, contiguous_spans, parse_answer
-
-RETRIEVAL_MODES = ("generate", "guided", "tagging")
-
+from .registry_f2rvlm import FAMILIES
+from .retrieval_f2rvlm import RetrievalResult, retrieve_batch
 
 
 # ----------------------------------------------------------------------------------------------
@@ -73,34 +61,6 @@ class F2RVLMOutput(ModelOutput):
     topic_loss: torch.FloatTensor | None = None
     relevance_logits: torch.FloatTensor | None = None
     topic_logits: torch.FloatTensor | None = None
-
-
-@dataclass
-class RetrievalResult:
-    """The retrieved fragment of one (dialogue, query) pair.
-
-    Args:
-        utterance_ids: sorted global utterance ids.
-        image_ids: sorted global image ids.
-        spans: contiguous runs of `utterance_ids` as inclusive `(first, last)` pairs.
-        text: the raw answer text (one per window, joined by newlines, for windowed dialogues).
-        mode: "generate", "guided" or "tagging".
-        num_windows: how many windows the dialogue was split into (1 when it fit).
-        scores: head probabilities, `{"utterances": {id: p}, "images": {id: p}}` (head modes only).
-    """
-
-    utterance_ids: list[int]
-    image_ids: list[int]
-    spans: list[tuple[int, int]]
-    text: str
-    mode: str
-    num_windows: int = 1
-    scores: dict | None = None
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["spans"] = [list(span) for span in self.spans]
-        return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -254,202 +214,23 @@ class F2RVLMMixin:
         state = hidden_states[torch.arange(hidden_states.shape[0], device=hidden_states.device), index]
         return state * mask.any(dim=1, keepdim=True).to(state.dtype)
 
-    # -- retrieval -------------------------------------------------------------------------
-    def retrieve(
-        self,
-        dialogue,
-        query: str,
-        processor=None,
-        *,
-        mode: str = "generate",
-        template: str | None = None,
-        constrained: bool = True,
-        threshold: float | None = None,
-        max_new_tokens: int | None = None,
-        show_progress: bool = False,
-    ) -> RetrievalResult:
-        """Retrieve the fragment of `dialogue` that matches `query`.
+    # -- retrieval (orchestration lives in retrieval_f2rvlm.py) ---------------------------
+    def retrieve(self, dialogue, query: str, processor=None, *, mode: str | None = None, **kwargs) -> RetrievalResult:
+        """Retrieve the fragment of `dialogue` that matches `query` (see `retrieval_f2rvlm.retrieve`).
 
-        >>> from f2rvlm.tiny import build_tiny
+        >>> from f2rvlm.models.tiny import build_tiny
         >>> model, processor = build_tiny("qwen2_vl", "test")
         >>> result = model.retrieve({"utterances": [{"speaker": "user1", "text": "hello"}]}, "greeting",
         ...                         processor=processor)
         >>> set(result.utterance_ids) <= {0}
         True
-
-        Args:
-            dialogue: an `f2rvlm.Dialogue` or its plain-data form (`{"utterances": [...]}`).
-            query: the text query.
-            processor: an `F2RVLMProcessor`; None loads it from `self.name_or_path`.
-            mode: "generate" (grammar-constrained greedy decoding), "tagging" (one forward pass,
-                relevance head probability > threshold) or "guided" (generation whose grammar only
-                admits ids the head scores above threshold).
-            template: prompt template name; defaults to `config.prompt_template`.
-            constrained: grammar-constrained decoding (generate mode); False parses leniently.
-            threshold: head probability threshold; defaults to `config.retrieval_threshold`.
-            max_new_tokens: generation budget; defaults to the longest possible answer.
-            show_progress: print a progress bar over windows.
         """
-        return self.retrieve_batch([(dialogue, query)], processor, batch_size=1, mode=mode, template=template,
-                                   constrained=constrained, threshold=threshold, max_new_tokens=max_new_tokens,
-                                   show_progress=show_progress)[0]
+        return retrieve_batch(self, [(dialogue, query)], processor, batch_size=1, mode=mode, **kwargs)[0]
 
-    @torch.no_grad()
-    def retrieve_batch(
-        self,
-        pairs: Sequence[tuple[Any, str]],
-        processor=None,
-        batch_size: int = 8,
-        *,
-        mode: str = "generate",
-        template: str | None = None,
-        constrained: bool = True,
-        threshold: float | None = None,
-        max_new_tokens: int | None = None,
-        show_progress: bool = False,
-    ) -> list[RetrievalResult]:
-        """`retrieve` over many (dialogue, query) pairs, batched by prompt length.
-
-        Windows of all pairs are sorted by length and run `batch_size` at a time with left
-        padding; results come back in input order and equal one-by-one results.
-        """
-        if mode not in RETRIEVAL_MODES:
-            raise ValueError(f"unknown retrieval mode {mode!r}; choose one of {RETRIEVAL_MODES}")
-        if mode in ("tagging", "guided") and self.relevance_head is None:
-            raise ValueError(f"mode {mode!r} needs a relevance head, and this model has none "
-                             "(config.relevance_head=False); use mode='generate'")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if mode == "tagging" and self.device.type == "cpu":
-            # Measured (benchmarks/RESULTS.md): with no decoding to share, padded CPU batches only add
-            # padding and push attention off the fast causal path; results are identical either way.
-            batch_size = 1
-        if processor is None:
-            processor = _load_processor(self)
-        template = template or self.config.prompt_template
-        threshold = self.config.retrieval_threshold if threshold is None else threshold
-
-        # 1. windows of every pair
-        jobs = []  # (pair index, window dialogue, image offset, query, prompt length)
-        num_windows = []
-        for index, (dialogue, query) in enumerate(pairs):
-            dialogue = as_dialogue(dialogue)
-            windows = self._plan_windows(dialogue, query, processor, template)
-            num_windows.append(len(windows))
-            for window, image_offset, length in windows:
-                jobs.append((index, window, image_offset, query, length))
-
-        # 2. length-sorted batches (stable, so ties keep input order: deterministic)
-        order = sorted(range(len(jobs)), key=lambda j: jobs[j][4])
-        answers: list[tuple[str, list[int], list[int], dict | None]] = [None] * len(jobs)  # type: ignore
-        batches = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
-        iterator = batches
-        if show_progress:
-            from tqdm.auto import tqdm
-
-            iterator = tqdm(batches, desc="retrieving", unit="batch")
-        for batch in iterator:
-            rows = [(jobs[j][1], jobs[j][3]) for j in batch]
-            for j, answer in zip(batch, self._answer_batch(rows, processor, mode, template, constrained, threshold,
-                                                          max_new_tokens)):
-                answers[j] = answer
-
-        # 3. per pair: union of the windows' answers
-        results = []
-        for index in range(len(pairs)):
-            mine = [(jobs[j], answers[j]) for j in range(len(jobs)) if jobs[j][0] == index]
-            utterance_ids, image_ids = merge_window_answers(
-                (answer[1], answer[2], job[2]) for job, answer in mine
-            )
-            scores = None
-            if mode != "generate":
-                scores = {"utterances": {}, "images": {}}
-                for job, answer in mine:
-                    for key, window_scores in answer[3].items():
-                        offset = job[2] if key == "images" else 0
-                        for i, p in window_scores.items():
-                            scores[key][i + offset] = max(p, scores[key].get(i + offset, 0.0))
-            results.append(RetrievalResult(
-                utterance_ids=utterance_ids, image_ids=image_ids, spans=contiguous_spans(utterance_ids),
-                text="\n".join(answer[0] for _, answer in mine), mode=mode, num_windows=num_windows[index],
-                scores=scores,
-            ))
-        return results
-
-    def _plan_windows(self, dialogue, query, processor, template):
-        """[(window dialogue, image offset, prompt tokens)]: the whole dialogue when it fits."""
-        budget = self.config.max_context_tokens
-        length = processor.count_prompt_tokens(dialogue, query, template)
-        if length <= budget:
-            return [(dialogue, 0, length)]
-        line_counts = processor.count_line_tokens(dialogue)
-        overhead = length - sum(line_counts)
-        answer_room = max_answer_length(len(dialogue), dialogue.num_images) // 2 + 8
-        if overhead + answer_room >= budget:
-            raise ValueError(f"the prompt without dialogue lines needs {overhead} tokens, "
-                             f"more than max_context_tokens={budget}")
-        windows = []
-        for start, end in plan_windows(line_counts, budget - overhead - answer_room, self.config.window_overlap):
-            window, image_offset = dialogue.window(start, end)
-            windows.append((window, image_offset, processor.count_prompt_tokens(window, query, template)))
-        return windows
-
-    def _answer_batch(self, rows, processor, mode, template, constrained, threshold, max_new_tokens):
-        """[(text, global utterance ids, window image ids, window scores)] for one batch of windows."""
-        dialogues = [d for d, _ in rows]
-        inputs = processor.build_inputs(rows, template=template, return_relevance=self.relevance_head is not None)
-        positions = inputs.pop("relevance_positions", None)
-        position_map = inputs.pop("relevance_targets", None)
-        inputs = inputs.to(self.device)
-
-        probs = None
-        if mode in ("tagging", "guided"):
-            out = self(**inputs, relevance_positions=positions.to(self.device), logits_to_keep=1)
-            probs = torch.sigmoid(out.relevance_logits.float()).cpu()  # (batch, num_positions)
-
-        results = []
-        if mode == "tagging":
-            for b, dialogue in enumerate(dialogues):
-                scores = _position_scores(position_map[b], probs[b])
-                utts = sorted(i for i, p in scores["utterances"].items() if p > threshold)
-                imgs = sorted(i for i, p in scores["images"].items() if p > threshold)
-                results.append((_render(utts, imgs), utts, imgs, scores))
-            return results
-
-        grammars, window_scores = [], []
-        for b, dialogue in enumerate(dialogues):
-            utt_ids, img_ids = dialogue.utterance_ids, list(range(dialogue.num_images))
-            scores = None
-            if mode == "guided":
-                scores = _position_scores(position_map[b], probs[b])
-                utt_ids = [i for i in utt_ids if scores["utterances"].get(i, 0.0) > threshold]
-                img_ids = [i for i in img_ids if scores["images"].get(i, 0.0) > threshold]
-            grammars.append(NonEmptyAnswerGrammar(utt_ids, img_ids) if mode == "guided" else AnswerGrammar(utt_ids, img_ids))
-            window_scores.append(scores)
-
-        prompt_length = inputs["input_ids"].shape[1]
-        budget = max_new_tokens or max(max_answer_length(len(d), d.num_images) for d in dialogues) + 1
-        processors = LogitsProcessorList()
-        if constrained or mode == "guided":
-            processors.append(AnswerConstraint(processor.tokenizer, grammars, prompt_length))
-        tokenizer = processor.tokenizer
-        generated = self.generate(
-            **inputs, max_new_tokens=budget, do_sample=False, num_beams=1, logits_processor=processors,
-            pad_token_id=tokenizer.pad_token_id, eos_token_id=_eos_ids(tokenizer),
-            temperature=None, top_p=None, top_k=None,
-        )
-        texts = tokenizer.batch_decode(generated[:, prompt_length:], skip_special_tokens=True,
-                                       clean_up_tokenization_spaces=False)
-        for b, (dialogue, text) in enumerate(zip(dialogues, texts)):
-            text = text.strip()
-            answer = parse_answer(text, "strict") if constrained else None
-            if answer is None:
-                answer = parse_answer(text, "lenient")
-            valid_utts = set(dialogue.utterance_ids)
-            utts = sorted({i for i in answer.utterance_ids if i in valid_utts})
-            imgs = sorted({i for i in answer.image_ids if 0 <= i < dialogue.num_images})
-            results.append((text, utts, imgs, window_scores[b]))
-        return results
+    def retrieve_batch(self, pairs, processor=None, batch_size: int = 8, *, mode: str | None = None,
+                       **kwargs) -> list[RetrievalResult]:
+        """`retrieve` over many (dialogue, query) pairs, batched by prompt length."""
+        return retrieve_batch(self, pairs, processor, batch_size=batch_size, mode=mode, **kwargs)
 
 
 def gather_positions(hidden_states: torch.Tensor, positions: torch.LongTensor) -> torch.Tensor:
@@ -459,49 +240,13 @@ def gather_positions(hidden_states: torch.Tensor, positions: torch.LongTensor) -
     return gathered * (positions >= 0).unsqueeze(-1).to(gathered.dtype)
 
 
-def _position_scores(targets, probs: torch.Tensor) -> dict:
-    """{"utterances": {global id: p}, "images": {window image id: p}} from a row's position map."""
-    scores: dict = {"utterances": {}, "images": {}}
-    for k, (kind, item_id) in enumerate(targets):
-        scores["utterances" if kind == "utterance" else "images"][item_id] = float(probs[k])
-    return scores
-
-
-def _render(utterance_ids, image_ids) -> str:
-    from .protocol import render_answer
-
-    return render_answer(utterance_ids, image_ids)
-
-
-def _eos_ids(tokenizer) -> list[int]:
-    ids = {tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>") if t in tokenizer.get_vocab()}
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    return sorted(ids)
-
-
-def _load_processor(model):
-    """The processor saved beside the model, loaded once and kept on it (not on every retrieve)."""
-    cached = getattr(model, "_f2rvlm_processor", None)
-    if cached is not None:
-        return cached
-    from transformers import AutoProcessor
-
-    source = getattr(model, "name_or_path", "") or ""
-    if not source:
-        raise ValueError("retrieve needs a processor: the model was built in memory (no name_or_path to load one from)")
-    processor = AutoProcessor.from_pretrained(source, trust_remote_code=True)
-    object.__setattr__(model, "_f2rvlm_processor", processor)  # a plain attribute, not a sub-module
-    return processor
-
-
 # ----------------------------------------------------------------------------------------------
 # The model classes
 # ----------------------------------------------------------------------------------------------
 class F2RVLMQwen2VLForConditionalGeneration(F2RVLMMixin, Qwen2VLForConditionalGeneration):
     """Qwen2-VL with F2RVLM retrieval (the released checkpoint's backbone).
 
-    >>> from f2rvlm.tiny import build_tiny
+    >>> from f2rvlm.models.tiny import build_tiny
     >>> model, processor = build_tiny("qwen2_vl", "test", relevance_head=True)
     >>> type(model).__name__, model.relevance_head is not None
     ('F2RVLMQwen2VLForConditionalGeneration', True)
@@ -557,11 +302,10 @@ def _share_checkpoint_conversions() -> None:
             register_checkpoint_conversion_mapping(ours.__name__, mapping)
 
 #: Backbone family name -> F2RVLM model class.
-MODEL_CLASSES = {
-    "qwen2_vl": F2RVLMQwen2VLForConditionalGeneration,
-    "qwen2_5_vl": F2RVLMQwen2_5_VLForConditionalGeneration,
-    "qwen3_vl": F2RVLMQwen3VLForConditionalGeneration,
-}
+MODEL_CLASSES = {family: cls for cls in (F2RVLMQwen2VLForConditionalGeneration,
+                                         F2RVLMQwen2_5_VLForConditionalGeneration,
+                                         F2RVLMQwen3VLForConditionalGeneration)
+                 for family in FAMILIES if FAMILIES[family].model_type == cls.config_class.model_type}
 _share_checkpoint_conversions()
 
 __all__ = [

@@ -29,7 +29,7 @@ IGNORE_INDEX = -100
 class F2RVLMProcessor(Qwen2VLProcessor):
     """Tokenizer + PIL image processor + chat template for F2RVLM (any Qwen-VL family).
 
-    >>> from f2rvlm.tiny import build_tiny
+    >>> from f2rvlm.models.tiny import build_tiny
     >>> _, processor = build_tiny("qwen2_vl", "test")
     >>> inputs = processor.build_inputs([({"utterances": [{"speaker": "user1", "text": "hi"}]}, "greeting")],
     ...                                 return_relevance=True)

@@ -15,10 +15,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from f2rvlm.dialogue import Dialogue
+from f2rvlm.core.dialogue import Dialogue
 from f2rvlm.formats import ChatImport, ChatImportError, ImportLimits, import_chat
 from f2rvlm.formats.redact import redact_dialogue, redact_text
 from f2rvlm.formats.safety import MB
+from f2rvlm.models.registry_f2rvlm import RETRIEVAL_MODES
 
 #: Upload limits of the Space: lower than the library defaults, since one shared CPU serves all.
 SPACE_LIMITS = ImportLimits(
@@ -41,7 +42,7 @@ METHOD_LABELS = {
     "bm25": "BM25 (baseline)",
     "embeddings": "Embeddings (baseline)",
 }
-MODEL_MODES = ("generate", "guided", "tagging")
+MODEL_MODES = tuple(RETRIEVAL_MODES)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -52,7 +53,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def default_model_dir() -> Path:
     """Where the default tiny CPU model lives (built there when absent): $F2RVLM_CACHE/demo-model,
-    else the checkout's outputs/demo-model (the folder `python -m f2rvlm.demo` uses), else
+    else the checkout's outputs/demo-model (the folder `python -m f2rvlm.cli.demo` uses), else
     ~/.cache/f2rvlm/demo-model."""
     if os.environ.get("F2RVLM_CACHE"):
         return Path(os.environ["F2RVLM_CACHE"]) / "demo-model"
@@ -89,7 +90,7 @@ def resolve_default_model(model: str | None = None) -> str:
     if not (folder / "config.json").exists():
         import warnings
 
-        from f2rvlm.tiny import save_tiny
+        from f2rvlm.models.tiny import save_tiny
 
         warnings.warn(f"no trained F2RVLM model found (neither {folder} from `make train-tiny` nor {committed}): "
                       "serving a randomly initialised tiny model; run `make demo-model` or `make train-tiny`",
@@ -148,7 +149,7 @@ class Retriever:
     """The F2RVLM model plus whatever baselines are installed, behind one `run` call."""
 
     def __init__(self, model_path: str | None = None, device: str | None = None):
-        from f2rvlm.hub import load_model
+        from f2rvlm.models.hub import load_model
 
         self.model_path = resolve_default_model(model_path)
         self.device = device or pick_device()
@@ -205,7 +206,7 @@ class Retriever:
         return out
 
     def _run_baseline(self, method: str, dialogue: Dialogue, query: str) -> dict:
-        from f2rvlm.protocol import contiguous_spans, render_answer
+        from f2rvlm.core.protocol import contiguous_spans, render_answer
 
         baseline = self._baselines.get(method)
         if baseline is None:

@@ -10,7 +10,7 @@ import base64
 import html
 import io
 
-from f2rvlm.dialogue import Dialogue, DialogueError
+from f2rvlm.core.dialogue import Dialogue, DialogueError
 
 THUMB_PX = 96
 #: Pictures shown inline per view; beyond this a picture is named, not drawn (page weight).

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ..dialogue import Dialogue
+from ..core.dialogue import Dialogue
 from . import discord, released, telegram, wechat, whatsapp
 from .base import ChatImport, DialogueBuilder, IgnoredItem, MediaFolder, MediaIndex, MediaZip
 from .safety import (

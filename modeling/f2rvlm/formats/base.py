@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ..dialogue import Dialogue, DialogueError, DialogueImage, Utterance
-from ..protocol import IMAGE_PLACEHOLDER, PROTOCOL_TAGS
+from ..core.dialogue import Dialogue, DialogueError, DialogueImage, Utterance
+from ..core.protocol import IMAGE_PLACEHOLDER, PROTOCOL_TAGS
 from .safety import (
     ChatImportError,
     ImportLimits,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from ..dialogue import Dialogue
+from ..core.dialogue import Dialogue
 
 EMAIL_TOKEN = "[email]"
 PHONE_TOKEN = "[phone]"

@@ -17,8 +17,8 @@ of the file. Image ids then no longer match the record's gold answer: pass `imag
 
 from __future__ import annotations
 
-from ..dialogue import Dialogue, DialogueError, DialogueImage
-from ..protocol import PromptParseError, parse_prompt
+from ..core.dialogue import Dialogue, DialogueError, DialogueImage
+from ..core.protocol import PromptParseError, parse_prompt
 from .base import ChatImport, DialogueBuilder
 from .safety import ChatImportError
 

@@ -1,0 +1,218 @@
+"""The `f2rvlm` command line.
+
+    f2rvlm retrieve --model DIR --dialogue chat.json --query "the flat we viewed" [--json]
+    f2rvlm eval --predictions preds.jsonl [--json]
+    f2rvlm tiny --family qwen2_vl --out DIR
+    f2rvlm export --model DIR --out DIR
+    f2rvlm convert --base DIR --adapter DIR --out DIR
+    f2rvlm data synth --num-dialogues 200 --seed 0 --language en --out DIR
+    f2rvlm data build --from-release DIR --out DIR [--wechat] [--on-error skip]
+
+User errors (bad files, bad ids, missing weights) end in one `error: ...` line and exit code 2;
+set F2RVLM_DEBUG=1 to see the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from ..models.registry_f2rvlm import FAMILIES, RETRIEVAL_MODES
+
+
+class UserError(Exception):
+    """An error in what the user gave (file, argument); printed as one line, no traceback."""
+
+
+#: Left-out items that make a dialogue file (as opposed to a phone's chat export) wrong.
+_STRICT_FORMATS = ("dialogue-json", "released", "annotation")
+_IMAGE_PROBLEMS = ("missing image file", "unreadable image", "image without its file", "image attached twice")
+
+
+def load_dialogue_file(path: str):
+    """A Dialogue from our JSON or any chat export `f2rvlm.formats` reads.
+
+    Files written for F2RVLM must be complete: a missing or unreadable image is an error. Chat
+    exports from phones routinely lack media, so there it is a warning listing what was left out.
+    """
+    from ..formats import import_chat
+
+    if not os.path.exists(path):
+        raise UserError(f"dialogue file not found: {path}")
+    imported = import_chat(path)
+    problems = [item for item in imported.ignored if item.kind in _IMAGE_PROBLEMS]
+    if problems and imported.format in _STRICT_FORMATS:
+        item = problems[0]
+        raise UserError(f"{path}: {item.kind}: {'; '.join(item.examples[:3])}")
+    if imported.ignored:
+        print(f"note: {imported.summary()}", file=sys.stderr)
+    return imported.dialogue
+
+
+def cmd_retrieve(args) -> int:
+    from ..models.hub import load_model
+
+    dialogue = load_dialogue_file(args.dialogue)
+    model, processor = load_model(args.model, device=args.device)
+    results = model.retrieve(
+        dialogue, args.query, processor=processor, mode=args.mode, template=args.template,
+        constrained=not args.unconstrained, show_progress=True,
+    )
+    if args.json:
+        print(json.dumps(results.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        print(f"utterances: {results.utterance_ids}")
+        print(f"images:     {results.image_ids}")
+        print(f"spans:      {results.spans}")
+        for i in results.utterance_ids:
+            u = dialogue.utterances[i]
+            print(f"  [{i}] {u.speaker}: {u.text}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from ..core.metrics import evaluate_predictions_file, format_report
+
+    report = evaluate_predictions_file(args.predictions, parse_mode=args.parse_mode, per_sample=args.per_sample)
+    print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def cmd_tiny(args) -> int:
+    from ..models.tiny import save_tiny
+
+    path = save_tiny(args.out, family=args.family, size=args.size, seed=args.seed, relevance_head=args.relevance_head)
+    print(f"tiny {args.family} F2RVLM model written to {path}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from ..models.hub import export_model
+
+    path = export_model(args.model, args.out, overwrite=args.overwrite)
+    print(f"F2RVLM model exported to {path}")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from ..models.hub import convert_released
+
+    path = convert_released(args.base, args.adapter, args.out, overwrite=args.overwrite)
+    print(f"merged F2RVLM model written to {path}")
+    return 0
+
+
+def cmd_data_synth(args) -> int:
+    from ..data import build_synthetic
+
+    path = build_synthetic(
+        args.out, num_dialogues=args.num_dialogues, seed=args.seed, language=args.language,
+        overwrite=args.overwrite,
+    )
+    print(f"synthetic MLDR written to {path}")
+    return 0
+
+
+def cmd_data_build(args) -> int:
+    from ..data import build_from_release, build_wechat
+
+    if args.wechat:
+        path, reports = build_wechat(args.from_release, args.out, args.overwrite, args.on_error, args.image_root)
+    else:
+        path, reports = build_from_release(args.from_release, args.out, args.overwrite, args.on_error, args.image_root)
+    for report in reports:
+        print(report.summary())
+    print(f"dataset written to {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="f2rvlm", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("retrieve", help="retrieve the fragment of a dialogue that matches a query")
+    p.add_argument("--model", required=True, help="model folder or Hub repo id")
+    p.add_argument("--dialogue", required=True, help="dialogue JSON or a chat export")
+    p.add_argument("--query", required=True)
+    p.add_argument("--mode", default=None, choices=list(RETRIEVAL_MODES),
+                   help="default: the model's config.default_retrieval_mode")
+    p.add_argument("--template", default=None, help="prompt template (default: the model's)")
+    p.add_argument("--unconstrained", action="store_true", help="turn off grammar-constrained decoding")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_retrieve)
+
+    p = sub.add_parser("eval", help="paper metrics of a predictions file (released JSONL or ours)")
+    p.add_argument("--predictions", required=True)
+    p.add_argument("--parse-mode", default="lenient", choices=["strict", "lenient", "reasoning"])
+    p.add_argument("--per-sample", action="store_true", help="add per-sample (macro) metrics and length buckets")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("tiny", help="write a tiny, randomly initialised F2RVLM model folder")
+    p.add_argument("--family", default="qwen2_vl", choices=list(FAMILIES))
+    p.add_argument("--size", default="test")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--relevance-head", action="store_true")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_tiny)
+
+    p = sub.add_parser("export", help="export a model (or trained checkpoint) as a Hub-ready F2RVLM folder")
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("convert", help="merge the released LoRA adapter into its base into an F2RVLM folder")
+    p.add_argument("--base", required=True, help="backbone folder, e.g. Qwen2-VL-7B-Instruct")
+    p.add_argument("--adapter", required=True, help="PEFT adapter folder")
+    p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("data", help="datasets")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    q = data_sub.add_parser("synth", help="generate synthetic MLDR as a Parquet dataset folder")
+    q.add_argument("--num-dialogues", type=int, default=200)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--language", default="en", choices=["en", "zh"])
+    q.add_argument("--out", required=True)
+    q.add_argument("--overwrite", action="store_true")
+    q.set_defaults(func=cmd_data_synth)
+    q = data_sub.add_parser("build", help="convert released MLDR (or WeChat) files into a Parquet dataset folder")
+    q.add_argument("--from-release", required=True, metavar="PATH",
+                   help="MLDR release folder; with --wechat the WeChat JSON file or its folder")
+    q.add_argument("--wechat", action="store_true", help="the WeChat test set (split `test`; released or raw form)")
+    q.add_argument("--image-root", action="append", default=[], metavar="DIR", help="extra image folder (repeatable)")
+    q.add_argument("--on-error", default="raise", choices=["raise", "skip"],
+                   help="bad records: stop (default) or skip them and report counts")
+    q.add_argument("--out", required=True)
+    q.add_argument("--overwrite", action="store_true")
+    q.set_defaults(func=cmd_data_build)
+    return parser
+
+
+def run_command(func, *args) -> int:
+    """Run a command; a user error (bad file or argument: `UserError`, `ValueError` — which
+    `DialogueError` and `PromptParseError` are — or `OSError`) becomes one `error:` line and exit
+    code 2. Shared by this CLI and the hub_datasets build scripts. F2RVLM_DEBUG=1 re-raises."""
+    try:
+        return func(*args) or 0
+    except (UserError, ValueError, OSError) as err:
+        if os.environ.get("F2RVLM_DEBUG"):
+            raise
+        print(f"error: {str(err) or type(err).__name__}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command(args.func, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

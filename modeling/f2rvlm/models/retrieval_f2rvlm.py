@@ -1,0 +1,271 @@
+"""Retrieval orchestration: dialogue + query -> `RetrievalResult`, for every F2RVLM model.
+
+The model classes keep the network (backbone, heads, `forward`); this file keeps what `retrieve`
+does around it: the mode (from `registry_f2rvlm`), windows for long dialogues (answer room per
+window), length-sorted batches, grammar-constrained decoding, head scores, and the union of the
+windows' answers mapped back to global ids. Images are decoded once per call. Imports torch,
+transformers and the sibling F2RVLM files only (travels with the Hub remote code).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from transformers import LogitsProcessorList
+
+from ..core.dialogue import as_dialogue
+from ..core.protocol import AnswerGrammar, contiguous_spans, parse_answer, render_answer
+from .generation_f2rvlm import (
+    AnswerConstraint,
+    NonEmptyAnswerGrammar,
+    max_answer_length,
+    merge_window_answers,
+    plan_windows,
+)
+from .registry_f2rvlm import get_mode
+
+
+@dataclass
+class RetrievalResult:
+    """The retrieved fragment of one (dialogue, query) pair.
+
+    Args:
+        utterance_ids: sorted global utterance ids.
+        image_ids: sorted global image ids.
+        spans: contiguous runs of `utterance_ids` as inclusive `(first, last)` pairs.
+        text: the raw answer text (one per window, joined by newlines, for windowed dialogues).
+        mode: "generate", "guided" or "tagging".
+        num_windows: how many windows the dialogue was split into (1 when it fit).
+        scores: head probabilities, `{"utterances": {id: p}, "images": {id: p}}` (head modes only).
+    """
+
+    utterance_ids: list[int]
+    image_ids: list[int]
+    spans: list[tuple[int, int]]
+    text: str
+    mode: str
+    num_windows: int = 1
+    scores: dict | None = None
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["spans"] = [list(span) for span in self.spans]
+        return out
+
+
+
+@torch.no_grad()
+def retrieve_batch(
+    model,
+    pairs: Sequence[tuple[Any, str]],
+    processor=None,
+    batch_size: int = 8,
+    *,
+    mode: str | None = None,
+    template: str | None = None,
+    constrained: bool = True,
+    threshold: float | None = None,
+    max_new_tokens: int | None = None,
+    show_progress: bool = False,
+) -> list[RetrievalResult]:
+    """`retrieve` over many (dialogue, query) pairs, batched by prompt length.
+
+    Windows of all pairs are sorted by length and run `batch_size` at a time with left
+    padding; results come back in input order and equal one-by-one results.
+
+    Args:
+        model: an F2RVLM model.
+        pairs: (dialogue, query) pairs; a dialogue is an `f2rvlm.Dialogue` or its plain-data form
+            (`{"utterances": [...]}`).
+        processor: an `F2RVLMProcessor`; None loads the one saved beside the model (once per folder).
+        batch_size: windows per forward / generate call.
+        mode: a name in `registry_f2rvlm.RETRIEVAL_MODES`; None uses `config.default_retrieval_mode`.
+        template: prompt template name; defaults to `config.prompt_template`.
+        constrained: grammar-constrained decoding (generating modes); False parses leniently.
+        threshold: head probability threshold; defaults to `config.retrieval_threshold`.
+        max_new_tokens: generation budget; defaults to the longest possible answer.
+        show_progress: a progress bar over batches.
+    """
+    mode = mode or getattr(model.config, "default_retrieval_mode", None) or "generate"
+    if get_mode(mode).needs_relevance_head and model.relevance_head is None:
+        raise ValueError(f"mode {mode!r} needs a relevance head, and this model has none "
+                         "(config.relevance_head=False); use mode='generate'")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if mode == "tagging" and model.device.type == "cpu":
+        # Measured (benchmarks/RESULTS.md): with no decoding to share, padded CPU batches only add
+        # padding and push attention off the fast causal path; results are identical either way.
+        batch_size = 1
+    if processor is None:
+        processor = _load_processor(getattr(model, "name_or_path", "") or "")
+    template = template or model.config.prompt_template
+    threshold = model.config.retrieval_threshold if threshold is None else threshold
+
+    # 1. windows of every pair
+    jobs = []  # (pair index, window dialogue, image offset, query, prompt length)
+    num_windows = []
+    for index, (dialogue, query) in enumerate(pairs):
+        dialogue = _decoded(as_dialogue(dialogue))
+        windows = _plan_windows(model, dialogue, query, processor, template)
+        num_windows.append(len(windows))
+        for window, image_offset, length in windows:
+            jobs.append((index, window, image_offset, query, length))
+
+    # 2. length-sorted batches (stable, so ties keep input order: deterministic)
+    order = sorted(range(len(jobs)), key=lambda j: jobs[j][4])
+    answers: list[tuple[str, list[int], list[int], dict | None]] = [None] * len(jobs)  # type: ignore
+    batches = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+    iterator = batches
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(batches, desc="retrieving", unit="batch")
+    for batch in iterator:
+        rows = [(jobs[j][1], jobs[j][3]) for j in batch]
+        for j, answer in zip(batch, _answer_batch(model, rows, processor, mode, template, constrained, threshold,
+                                                      max_new_tokens)):
+            answers[j] = answer
+
+    # 3. per pair: union of the windows' answers
+    results = []
+    for index in range(len(pairs)):
+        mine = [(jobs[j], answers[j]) for j in range(len(jobs)) if jobs[j][0] == index]
+        utterance_ids, image_ids = merge_window_answers(
+            (answer[1], answer[2], job[2]) for job, answer in mine
+        )
+        scores = None
+        if mode != "generate":
+            scores = {"utterances": {}, "images": {}}
+            for job, answer in mine:
+                for key, window_scores in answer[3].items():
+                    offset = job[2] if key == "images" else 0
+                    for i, p in window_scores.items():
+                        scores[key][i + offset] = max(p, scores[key].get(i + offset, 0.0))
+        results.append(RetrievalResult(
+            utterance_ids=utterance_ids, image_ids=image_ids, spans=contiguous_spans(utterance_ids),
+            text="\n".join(answer[0] for _, answer in mine), mode=mode, num_windows=num_windows[index],
+            scores=scores,
+        ))
+    return results
+
+def _plan_windows(model, dialogue, query, processor, template):
+    """[(window dialogue, image offset, prompt tokens)]: the whole dialogue when it fits."""
+    budget = model.config.max_context_tokens
+    length = processor.count_prompt_tokens(dialogue, query, template)
+    if length <= budget:
+        return [(dialogue, 0, length)]
+    line_counts = processor.count_line_tokens(dialogue)
+    overhead = length - sum(line_counts)
+    answer_room = max_answer_length(len(dialogue), dialogue.num_images) // 2 + 8
+    if overhead + answer_room >= budget:
+        raise ValueError(f"the prompt without dialogue lines needs {overhead} tokens, "
+                         f"more than max_context_tokens={budget}")
+    windows = []
+    for start, end in plan_windows(line_counts, budget - overhead - answer_room, model.config.window_overlap):
+        window, image_offset = dialogue.window(start, end)
+        windows.append((window, image_offset, processor.count_prompt_tokens(window, query, template)))
+    return windows
+
+def _answer_batch(model, rows, processor, mode, template, constrained, threshold, max_new_tokens):
+    """[(text, global utterance ids, window image ids, window scores)] for one batch of windows."""
+    dialogues = [d for d, _ in rows]
+    inputs = processor.build_inputs(rows, template=template, return_relevance=model.relevance_head is not None)
+    positions = inputs.pop("relevance_positions", None)
+    position_map = inputs.pop("relevance_targets", None)
+    inputs = inputs.to(model.device)
+
+    probs = None
+    if mode in ("tagging", "guided"):
+        out = model(**inputs, relevance_positions=positions.to(model.device), logits_to_keep=1)
+        probs = torch.sigmoid(out.relevance_logits.float()).cpu()  # (batch, num_positions)
+
+    results = []
+    if mode == "tagging":
+        for b, dialogue in enumerate(dialogues):
+            scores = _position_scores(position_map[b], probs[b])
+            utts = sorted(i for i, p in scores["utterances"].items() if p > threshold)
+            imgs = sorted(i for i, p in scores["images"].items() if p > threshold)
+            results.append((_render(utts, imgs), utts, imgs, scores))
+        return results
+
+    grammars, window_scores = [], []
+    for b, dialogue in enumerate(dialogues):
+        utt_ids, img_ids = dialogue.utterance_ids, list(range(dialogue.num_images))
+        scores = None
+        if mode == "guided":
+            scores = _position_scores(position_map[b], probs[b])
+            utt_ids = [i for i in utt_ids if scores["utterances"].get(i, 0.0) > threshold]
+            img_ids = [i for i in img_ids if scores["images"].get(i, 0.0) > threshold]
+        grammars.append(NonEmptyAnswerGrammar(utt_ids, img_ids) if mode == "guided" else AnswerGrammar(utt_ids, img_ids))
+        window_scores.append(scores)
+
+    prompt_length = inputs["input_ids"].shape[1]
+    budget = max_new_tokens or max(max_answer_length(len(d), d.num_images) for d in dialogues) + 1
+    processors = LogitsProcessorList()
+    if constrained or mode == "guided":
+        processors.append(AnswerConstraint(processor.tokenizer, grammars, prompt_length))
+    tokenizer = processor.tokenizer
+    generated = model.generate(
+        **inputs, max_new_tokens=budget, do_sample=False, num_beams=1, logits_processor=processors,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=_eos_ids(tokenizer),
+        temperature=None, top_p=None, top_k=None,
+    )
+    texts = tokenizer.batch_decode(generated[:, prompt_length:], skip_special_tokens=True,
+                                   clean_up_tokenization_spaces=False)
+    for b, (dialogue, text) in enumerate(zip(dialogues, texts)):
+        text = text.strip()
+        answer = parse_answer(text, "strict") if constrained else None
+        if answer is None:
+            answer = parse_answer(text, "lenient")
+        valid_utts = set(dialogue.utterance_ids)
+        utts = sorted({i for i in answer.utterance_ids if i in valid_utts})
+        imgs = sorted({i for i in answer.image_ids if 0 <= i < dialogue.num_images})
+        results.append((text, utts, imgs, window_scores[b]))
+    return results
+
+
+
+def _position_scores(targets, probs: torch.Tensor) -> dict:
+    """{"utterances": {global id: p}, "images": {window image id: p}} from a row's position map."""
+    scores: dict = {"utterances": {}, "images": {}}
+    for k, (kind, item_id) in enumerate(targets):
+        scores["utterances" if kind == "utterance" else "images"][item_id] = float(probs[k])
+    return scores
+
+
+def _render(utterance_ids, image_ids) -> str:
+    return render_answer(utterance_ids, image_ids)
+
+
+def _decoded(dialogue):
+    """The dialogue with every image decoded once: windows, token counts and inputs reuse it."""
+    if not dialogue.num_images:
+        return dialogue
+    from dataclasses import replace
+
+    from ..core.dialogue import DialogueImage
+
+    utterances = [replace(u, images=[DialogueImage(img.load(), caption=img.caption, name=img.name) for img in u.images])
+                  for u in dialogue.utterances]
+    return replace(dialogue, utterances=utterances)
+
+
+def _eos_ids(tokenizer) -> list[int]:
+    ids = {tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>") if t in tokenizer.get_vocab()}
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return sorted(ids)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_processor(source: str):
+    """The processor saved beside a model folder, loaded once per folder (not on every retrieve)."""
+    from transformers import AutoProcessor
+
+    if not source:
+        raise ValueError("retrieve needs a processor: the model was built in memory (no name_or_path to load one from)")
+    return AutoProcessor.from_pretrained(source, trust_remote_code=True)

@@ -1,0 +1,169 @@
+"""The Space end to end through gradio_client: uploads written here, answers compared with
+`model.retrieve` on the same dialogue and query, hostile uploads answered with a clear message."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+gr = pytest.importorskip("gradio")
+gradio_client = pytest.importorskip("gradio_client")
+SPACE = Path(__file__).resolve().parents[2] / "space"
+
+from f2rvlm.formats import import_chat
+from f2rvlm_space import engine, fixtures
+
+HIT = re.compile(r'class="f2-turn hit" data-turn-id="(\d+)"')
+HIT_IMAGE = re.compile(r'class="f2-img hit" data-image-id="(\d+)"')
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory):
+    """(demo, client, scratch folder): the app on a tiny model with a relevance head."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    import app
+    from f2rvlm.models.tiny import save_tiny
+
+    root = tmp_path_factory.mktemp("space")
+    os.environ["F2RVLM_SPACE_TMP"] = str(root / "sessions")
+    model_dir = save_tiny(str(root / "model"), relevance_head=True)
+    demo = app.build_demo(model_dir)
+    app.launch(demo, prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True)
+    client = gradio_client.Client(demo.local_url, verbose=False)
+    yield demo, client, root
+    demo.close()
+    os.environ.pop("F2RVLM_SPACE_TMP", None)
+
+
+def expected(demo, path, query, mode="generate"):
+    retriever = demo.f2rvlm_retriever
+    dialogue = import_chat(path).dialogue
+    return retriever.model.retrieve(dialogue, query, processor=retriever.processor, mode=mode)
+
+
+def sections(html: str) -> list[str]:
+    return html.split('<div class="f2-answer"')[1:]
+
+
+@pytest.mark.parametrize("writer, name", [
+    (fixtures.write_whatsapp_zip, "WhatsApp Chat with Alex.zip"),
+    (fixtures.write_telegram_zip, "Telegram export.zip"),
+    (fixtures.write_telegram_json, "result.json"),
+])
+def test_retrieve_api_matches_model(space, writer, name):
+    demo, client, root = space
+    path = writer(root / name)
+    query = "the photo of the spot by the water"
+    answer = client.predict(gradio_client.handle_file(str(path)), query, api_name="/retrieve")
+    want = expected(demo, path, query)
+    assert answer["utterance_ids"] == want.utterance_ids
+    assert answer["image_ids"] == want.image_ids
+    assert answer["spans"] == [list(s) for s in want.spans]
+    assert answer["raw_answer"] == want.text
+    dialogue = import_chat(path).dialogue
+    assert [t["text"] for t in answer["turns"]] == [dialogue.utterances[i].text for i in want.utterance_ids]
+    assert answer["chat"]["format"] == ("whatsapp" if "WhatsApp" in name else "telegram")
+    # uploads live only in per-call folders, removed once answered
+    assert not any((root / "sessions").iterdir())
+
+
+def test_ui_flow_load_search_download(space):
+    demo, client, root = space
+    path = fixtures.write_whatsapp_zip(root / "flow.zip")
+    status, chat, _ = client.predict(gradio_client.handle_file(str(path)), False, api_name="/load_chat")
+    assert "whatsapp" in status and "9 turns" in status and "2 images" in status
+    assert "sticker" in status and "voice note" in status  # what was left out is stated
+    assert chat.count("data-turn-id=") == 9 and chat.count("<img src=\"data:image/jpeg") == 2
+
+    queries = ["lake trip photos", "where do we have lunch"]
+    html, gallery, raw, download = client.predict("\n".join(queries), ["generate", "tagging", "guided"],
+                                                  api_name="/search")
+    blocks = sections(html)
+    assert len(blocks) == 6 and len(raw["results"]) == 6
+    for block, record in zip(blocks, raw["results"]):
+        want = expected(demo, path, record["query"], record["method"])
+        assert [int(i) for i in HIT.findall(block)] == want.utterance_ids
+        assert [int(i) for i in HIT_IMAGE.findall(block)] == want.image_ids
+        assert record["utterance_ids"] == want.utterance_ids and record["seconds"] >= 0
+    shown = {i for r in raw["results"] for i in r["image_ids"]}
+    assert len(gallery) == len(shown)
+    assert json.loads(Path(download).read_text())["results"] == raw["results"]
+
+
+def test_search_without_upload_or_query_says_what_to_do(space):
+    _, _, _ = space
+    fresh = gradio_client.Client(space[0].local_url, verbose=False)
+    html, *_ = fresh.predict("anything", ["generate"], api_name="/search")
+    assert "Upload a chat" in html
+    path = fixtures.write_whatsapp_zip(space[2] / "q.zip")
+    fresh.predict(gradio_client.handle_file(str(path)), False, api_name="/load_chat")
+    html, *_ = fresh.predict("   ", ["generate"], api_name="/search")
+    assert "type a query" in html
+
+
+@pytest.mark.parametrize("kind", list(fixtures.HOSTILE))
+def test_hostile_upload_gets_a_clear_message_and_app_keeps_serving(space, kind):
+    demo, client, root = space
+    writer, name, message = fixtures.HOSTILE[kind]
+    path = writer(root / name)
+    status, chat, _ = client.predict(gradio_client.handle_file(str(path)), False, api_name="/load_chat")
+    assert "Could not import this file" in status and message in status
+    assert message in chat
+    with pytest.raises(gradio_client.exceptions.AppError, match=re.escape(message)):
+        client.predict(gradio_client.handle_file(str(path)), "query", api_name="/retrieve")
+    good = fixtures.write_whatsapp_zip(root / "after.zip")
+    answer = client.predict(gradio_client.handle_file(str(good)), "lake", api_name="/retrieve")
+    assert answer["utterance_ids"] == expected(demo, good, "lake").utterance_ids
+    assert not (root.parent / "evil.txt").exists() and not (root / "evil.txt").exists()
+
+
+def test_corrupt_photo_is_reported_not_fatal(space):
+    _, client, root = space
+    path = fixtures.write_corrupt_image_zip(root / "corrupt.zip")
+    status, _, _ = client.predict(gradio_client.handle_file(str(path)), False, api_name="/load_chat")
+    assert "unreadable image" in status and "not a valid image" in status
+
+
+def test_redaction_hides_numbers_and_addresses(space):
+    _, client, root = space
+    path = fixtures.write_whatsapp_zip(root / "redact.zip")
+    status, chat, _ = client.predict(gradio_client.handle_file(str(path)), True, api_name="/load_chat")
+    assert "redacted" in status
+    assert "7946" not in chat and "sam@example.com" not in chat
+    assert "[phone]" in chat and "[email]" in chat
+    assert chat.count("data-turn-id=") == 9  # ids unchanged
+
+
+def test_session_folder_is_removed_on_close(tmp_path):
+    session = engine.import_upload(fixtures.write_whatsapp_zip(tmp_path / "s.zip"), workdir=str(tmp_path / "w"))
+    assert any((tmp_path / "w" / "media").iterdir())
+    session.close()
+    assert not (tmp_path / "w").exists()
+
+
+def test_query_limits():
+    with pytest.raises(ValueError, match="at most"):
+        engine.parse_queries("\n".join(f"q{i}" for i in range(engine.MAX_QUERIES + 1)))
+    with pytest.raises(ValueError, match="characters"):
+        engine.parse_queries("x" * (engine.MAX_QUERY_CHARS + 1))
+    assert engine.parse_queries(" a \n\n b ") == ["a", "b"]
+
+
+def test_example_dialogue_offers_its_queries(space):
+    if not engine.load_samples():
+        pytest.skip("no sample dialogues shipped under f2rvlm/assets/samples")
+    demo, client, _ = space
+    _, _, status, _, query = client.predict(0, False, api_name="/load_example")
+    sample = engine.load_samples()[0]
+    assert f"{len(sample['dialogue']['utterances'])} turns" in status
+    assert query.splitlines()[0] == sample["queries"][0]["query"]
+    html, *_ = client.predict(query.splitlines()[1], ["generate"], api_name="/search")
+    session = engine.load_example(0)
+    retriever = demo.f2rvlm_retriever
+    want = retriever.model.retrieve(session.dialogue, query.splitlines()[1], processor=retriever.processor)
+    session.close()
+    assert [int(i) for i in HIT.findall(html)] == want.utterance_ids
