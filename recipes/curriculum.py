@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Difficulty-aware curriculum (PROTOCOL.md §7): the ordered GRPO training set from the SFT model.
+"""Difficulty-aware curriculum (docs/protocol.md §7): the ordered GRPO training set from the SFT model.
 
     python recipes/curriculum.py --config recipes/qwen2-vl-7b/curriculum.yaml
     python recipes/curriculum.py --config recipes/tiny-cpu/curriculum.yaml
@@ -101,7 +101,7 @@ configs:
 ---
 # Curriculum-ordered GRPO set
 
-Written by `recipes/curriculum.py` (PROTOCOL.md §7) from `{source}` split `{split}` with the SFT model
+Written by `recipes/curriculum.py` (docs/protocol.md §7) from `{source}` split `{split}` with the SFT model
 `{model}`: {kept} of {total} rows kept, ordered easy -> middle -> confusing -> hard (`difficulty`).
 Bucket counts: {summary}
 """

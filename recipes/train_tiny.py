@@ -341,7 +341,7 @@ def write_results(table, timings, sizes, budget, command, results_dir, update_md
     text = (f"Tiny Qwen2-VL F2RVLM (`{sizes.get('size', 'test')}` size, relevance + topic heads) trained on synthetic "
             f"MLDR ({sizes['num_dialogues']} dialogues; SFT {sizes['sft_max_steps']} steps at batch 1, GRPO "
             f"{sizes['grpo_max_steps']} steps x 4 grammar-constrained rollouts per run) on the CPU; the first "
-            f"{sizes['eval_rows']} rows of each split evaluated (global P/R/F1/MCC, PROTOCOL.md). Head threshold "
+            f"{sizes['eval_rows']} rows of each split evaluated (global P/R/F1/MCC, docs/protocol.md). Head threshold "
             f"(tagging, guided) tuned per model on {sizes['threshold_rows']} `train_grpo` rows, never on an evaluated "
             f"split: {thr}. Baselines: selection rule tuned on {sizes['baseline_dev_rows']} training rows. "
             f"ms/query: one query at a time (batch 1).\n\nStage times: {stages}.\n\n"

@@ -57,7 +57,7 @@ def image_dialogue():
 
 @pytest.fixture(scope="session")
 def dataset_row(image_dialogue):
-    """A dataset row (docs/CONTRACTS.md schema) built from `image_dialogue`."""
+    """A dataset row (docs/data.md schema) built from `image_dialogue`."""
     from f2rvlm.core.protocol import render_answer
 
     row = image_dialogue.to_row()

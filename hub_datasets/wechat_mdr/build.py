@@ -18,38 +18,20 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from f2rvlm.data.build import add_build_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source", "--from-release", "--raw", dest="source", required=True,
-                        help="the WeChat test JSON file (either form) or a folder with exactly one")
-    parser.add_argument("--out", required=True, help="output folder (written atomically)")
-    parser.add_argument("--overwrite", action="store_true")
-    parser.add_argument("--on-error", default="raise", choices=["raise", "skip"])
-    parser.add_argument("--image-root", action="append", default=[], metavar="DIR")
-    parser.add_argument("--image-turn-gold", default="image", choices=["image", "both"],
-                        help="raw form: what a gold image turn contributes")
-    parser.add_argument("--rows-per-shard", type=int, default=500)
-    parser.add_argument("--push-to-hub", metavar="REPO")
-    parser.add_argument("--private", action="store_true")
-    parser.add_argument("--quiet", action="store_true")
+    add_build_arguments(parser, "wechat_mdr")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The same function and options as `f2rvlm data build` --wechat."""
     from f2rvlm.cli import run_command
-    from f2rvlm.data import build_wechat, push_to_hub
+    from f2rvlm.data.build import build_dataset
 
     args = build_parser().parse_args(argv)
-
-    def build() -> None:
-        path, reports = build_wechat(args.source, args.out, args.overwrite, args.on_error, args.image_root,
-                                     args.image_turn_gold, not args.quiet, args.rows_per_shard)
-        for report in reports:
-            print(report.summary())
-        print(f"dataset written to {path}")
-        if args.push_to_hub:
-            print(f"pushed: {push_to_hub(path, args.push_to_hub, private=args.private)}")
-
-    return run_command(build)
+    return run_command(lambda: build_dataset(args, "wechat_mdr") and 0)
 
 
 if __name__ == "__main__":

@@ -316,7 +316,7 @@ class EmbeddingCache:
         return self._lookup(key, "i", list(images), self.embedder.embed_images)
 
     def row_vectors(self, row: Mapping) -> tuple[np.ndarray, np.ndarray]:
-        """`(utterance vectors, image vectors)` of a dataset row (schema of docs/CONTRACTS.md)."""
+        """`(utterance vectors, image vectors)` of a dataset row (schema of docs/data.md)."""
         texts, images = row_items(row)
         did = row.get("dialogue_id")
         return self.utterance_vectors(did, texts), self.image_vectors(did, images, texts)

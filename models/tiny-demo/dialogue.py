@@ -1,6 +1,6 @@
 """Dialogues: utterances with speakers, text and attached images; validation with clear errors.
 
-Ids follow PROTOCOL.md §2: utterance ids are positions 0..N-1 (plus `id_offset` for a window of
+Ids follow docs/protocol.md §2: utterance ids are positions 0..N-1 (plus `id_offset` for a window of
 a longer dialogue); image ids are 0..M-1 in order of appearance across the dialogue. This module
 imports the standard library (and Pillow lazily), so it travels with the Hub remote code.
 """
@@ -141,7 +141,7 @@ class Dialogue:
         """Utterances [start, end) as a dialogue keeping global utterance ids.
 
         Returns the window and the global id of its first image: image ids restart at 0 inside a
-        window (PROTOCOL.md §8) and are mapped back by adding that offset.
+        window (docs/protocol.md §8) and are mapped back by adding that offset.
         """
         start, end = max(0, start), min(len(self.utterances), end)
         image_offset = sum(len(u.images) for u in self.utterances[:start])

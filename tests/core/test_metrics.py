@@ -1,5 +1,5 @@
 """Paper metrics: hand-computed cases, and equality with an independent re-implementation of the
-released evaluation tool (written from PROTOCOL.md §3/§5 with plain loops) on generated files."""
+released evaluation tool (written from docs/protocol.md §3/§5 with plain loops) on generated files."""
 
 import doctest
 import json

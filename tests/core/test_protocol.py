@@ -18,7 +18,7 @@ from f2rvlm.core.protocol import (
     contiguous_spans,
 )
 
-# PROTOCOL.md §2, written out by hand (not from the module) so the test can catch a drift.
+# docs/protocol.md §2, written out by hand (not from the module) so the test can catch a drift.
 RELEASED_ZH = (
     "请根据下列多模态长对话内容,检索与<|query_start|>我们看的房子<|query_end|>匹配的句子和图片.\n"
     "要求: \n"

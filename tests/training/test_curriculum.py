@@ -1,4 +1,4 @@
-"""Curriculum (PROTOCOL.md §7) on hand-made sets, ties and tiny sets."""
+"""Curriculum (docs/protocol.md §7) on hand-made sets, ties and tiny sets."""
 
 import doctest
 import math

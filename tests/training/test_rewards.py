@@ -1,5 +1,5 @@
 """GRPO rewards: hand-computed cases and equality with an independent re-implementation of the
-released F1 and format definitions (PROTOCOL.md §6, coded here with re/json only)."""
+released F1 and format definitions (docs/protocol.md §6, coded here with re/json only)."""
 
 import doctest
 import json

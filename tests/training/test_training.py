@@ -65,7 +65,7 @@ def test_every_recipe_yaml_parses(path):
         pytest.skip("curriculum configs: tests/test_recipes_train.py::test_curriculum_recipe_dry_run")
     _, cfg, model = args.parse_recipe_args(types[stage], ["--config", path, "--output_dir", "/tmp/x"])
     assert cfg.max_length is None if stage == "sft" else cfg.shuffle_dataset is False
-    if "7b" in path:  # the paper's hyper-parameters (PROTOCOL.md §6)
+    if "7b" in path:  # the paper's hyper-parameters (docs/protocol.md §6)
         assert (model.lora_r, model.lora_alpha) == (8, 32)
         if stage == "sft":
             assert cfg.learning_rate == 1e-4 and cfg.warmup_steps == 0.05 and cfg.num_train_epochs == 1

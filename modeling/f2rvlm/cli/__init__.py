@@ -19,6 +19,7 @@ import json
 import os
 import sys
 
+from ..data.build import add_build_arguments
 from ..models.registry_f2rvlm import FAMILIES, RETRIEVAL_MODES
 
 
@@ -104,27 +105,10 @@ def cmd_convert(args) -> int:
     return 0
 
 
-def cmd_data_synth(args) -> int:
-    from ..data import build_synthetic
-
-    path = build_synthetic(
-        args.out, num_dialogues=args.num_dialogues, seed=args.seed, language=args.language,
-        overwrite=args.overwrite,
-    )
-    print(f"synthetic MLDR written to {path}")
-    return 0
-
-
 def cmd_data_build(args) -> int:
-    from ..data import build_from_release, build_wechat
+    from ..data.build import build_dataset
 
-    if args.wechat:
-        path, reports = build_wechat(args.from_release, args.out, args.overwrite, args.on_error, args.image_root)
-    else:
-        path, reports = build_from_release(args.from_release, args.out, args.overwrite, args.on_error, args.image_root)
-    for report in reports:
-        print(report.summary())
-    print(f"dataset written to {path}")
+    build_dataset(args)
     return 0
 
 
@@ -174,22 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="datasets")
     data_sub = p.add_subparsers(dest="data_command", required=True)
-    q = data_sub.add_parser("synth", help="generate synthetic MLDR as a Parquet dataset folder")
-    q.add_argument("--num-dialogues", type=int, default=200)
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--language", default="en", choices=["en", "zh"])
-    q.add_argument("--out", required=True)
-    q.add_argument("--overwrite", action="store_true")
-    q.set_defaults(func=cmd_data_synth)
-    q = data_sub.add_parser("build", help="convert released MLDR (or WeChat) files into a Parquet dataset folder")
-    q.add_argument("--from-release", required=True, metavar="PATH",
-                   help="MLDR release folder; with --wechat the WeChat JSON file or its folder")
-    q.add_argument("--wechat", action="store_true", help="the WeChat test set (split `test`; released or raw form)")
-    q.add_argument("--image-root", action="append", default=[], metavar="DIR", help="extra image folder (repeatable)")
-    q.add_argument("--on-error", default="raise", choices=["raise", "skip"],
-                   help="bad records: stop (default) or skip them and report counts")
-    q.add_argument("--out", required=True)
-    q.add_argument("--overwrite", action="store_true")
+    q = data_sub.add_parser("build", help="build a dataset folder: released MLDR (or WeChat with --wechat), or "
+                            "--synthetic MLDR; the same options as hub_datasets/*/build.py")
+    add_build_arguments(q)
+    q.set_defaults(func=cmd_data_build)
+    q = data_sub.add_parser("synth", help="shorthand for `data build --synthetic`")
+    add_build_arguments(q, "mldr", synthetic_only=True)
     q.set_defaults(func=cmd_data_build)
     return parser
 

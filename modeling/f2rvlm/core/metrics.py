@@ -1,4 +1,4 @@
-"""The paper's evaluation (PROTOCOL.md §5): global (micro) and per-sample (macro) P/R/F1/MCC.
+"""The paper's evaluation (docs/protocol.md §5): global (micro) and per-sample (macro) P/R/F1/MCC.
 
 One metric module for everything that scores an answer: `f2rvlm eval`, `recipes/evaluate.py`, the
 model card, the GRPO rewards and the curriculum all call the functions below.

@@ -4,7 +4,7 @@ Everything that reads or writes the model's text goes through this module: the p
 `retrieve`, the dataset converters, the metrics, the GRPO rewards and the Space. It imports the
 standard library only, so it travels inside a Hub repo next to the remote-code model files.
 
-Facts follow ../shared/PROTOCOL.md (sections 2 and 3): the released Chinese template is
+Facts follow docs/protocol.md (sections 2 and 3): the released Chinese template is
 reproduced byte for byte; the English and query-last templates are this project's additions and
 keep every tag identical, so parsing and scoring are language independent.
 """
@@ -44,7 +44,7 @@ SYSTEM_PROMPTS: dict[str, str] = {
     "en": "You are a multimodal information retrieval assistant.",
 }
 
-# Released template (PROTOCOL.md §2): note the ASCII "," and "." in the first line and the
+# Released template (docs/protocol.md §2): note the ASCII "," and "." in the first line and the
 # trailing space after "要求:". `{dialogue}` is the "\n"-joined utterance lines.
 _ZH_RULES = (
     "要求: \n"
@@ -240,7 +240,7 @@ class Answer(NamedTuple):
     image_ids: list[int]
 
 
-#: The released rewards' strict pattern (PROTOCOL.md §3), used with `re.match`.
+#: The released rewards' strict pattern (docs/protocol.md §3), used with `re.match`.
 STRICT_ANSWER_PATTERN = (
     r"^<\|utt_ids_start\|>(\[[\d,\s]*\])<\|utt_ids_end\|>;"
     r"<\|img_ids_start\|>(\[[\d,\s]*\])<\|img_ids_end\|>$"

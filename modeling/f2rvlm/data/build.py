@@ -12,9 +12,10 @@ from collections.abc import Sequence
 # Builds
 # ----------------------------------------------------------------------------------------------
 from .cards import render_card, statistics_by_split, statistics_table
-from .io import _progress, write_dataset
+from .io import _progress, push_to_hub, write_dataset
 from .released import read_released_file, read_wechat_file
 from .schema import (
+    ON_ERROR,
     RELEASE_FILES,
     RELEASE_SPLITS,
     SYNTHETIC_SPLITS,
@@ -22,6 +23,7 @@ from .schema import (
     _check_on_error,
     synthetic_rows,
 )
+from .synthetic import LANGUAGES
 
 SYNTHETIC_DESCRIPTION = """Synthetic MLDR: long multimodal two-person dialogues with text queries and gold
 fragments (utterance ids + image ids), in the format of the MLDR dataset of F2RVLM
@@ -73,7 +75,7 @@ def build_synthetic(out: str, num_dialogues: int = 200, seed: int = 0, language:
     """
     import random
 
-    from .synthetic import LANGUAGES, SyntheticConfig, generate_dialogue, split_sizes
+    from .synthetic import SyntheticConfig, generate_dialogue, split_sizes
 
     if language not in LANGUAGES:
         raise ValueError(f"language must be one of {LANGUAGES}, got {language!r}")
@@ -109,7 +111,7 @@ def build_synthetic(out: str, num_dialogues: int = 200, seed: int = 0, language:
 def build_from_release(release_dir: str, out: str, overwrite: bool = False, on_error: str = "raise",
                        image_roots: Sequence[str] = (), show_progress: bool = True,
                        rows_per_shard: int = 500) -> tuple[str, list[ConversionReport]]:
-    """Convert the released MLDR files in `release_dir` (PROTOCOL.md §4) into a dataset folder."""
+    """Convert the released MLDR files in `release_dir` (docs/protocol.md §4) into a dataset folder."""
     _check_on_error(on_error)
     if not os.path.isdir(release_dir):
         raise NotADirectoryError(f"release folder not found: {release_dir}")
@@ -180,3 +182,71 @@ def _report(report: ConversionReport, show: bool) -> None:
         print(f"  skipped: {message}", file=sys.stderr)
     if len(report.messages) > 20:
         print(f"  ... and {len(report.messages) - 20} more", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------------------------
+# The one command-line surface of the builds (`f2rvlm data build`, hub_datasets/*/build.py)
+# ----------------------------------------------------------------------------------------------
+#: Dataset names: the folder under hub_datasets/ and the value `build_dataset` dispatches on.
+DATASETS = ("mldr", "wechat_mdr")
+
+
+def add_build_arguments(parser, dataset: str | None = None, synthetic_only: bool = False) -> None:
+    """The build options, declared once. `dataset=None` (the CLI's `data build`) lets `--wechat`
+    pick WeChat-MDR; `hub_datasets/<dataset>/build.py` passes its own name; `synthetic_only` is
+    `f2rvlm data synth` (no source to name)."""
+    if dataset not in (None, *DATASETS):
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {DATASETS}")
+    if dataset is None and not synthetic_only:
+        parser.add_argument("--wechat", action="store_true",
+                            help="the WeChat test set (split `test`; released or raw form)")
+    if synthetic_only:
+        parser.set_defaults(synthetic=True, from_release=None)
+    else:
+        source = parser.add_mutually_exclusive_group(required=True)
+        names = ["--from-release"] + (["--source", "--raw"] if dataset == "wechat_mdr" else [])
+        source.add_argument(*names, dest="from_release", metavar="PATH",
+                            help="MLDR: the release folder; WeChat: the JSON file (either form) or its folder")
+        if dataset != "wechat_mdr":
+            source.add_argument("--synthetic", action="store_true", help="generate synthetic MLDR")
+    if dataset != "wechat_mdr":
+        parser.add_argument("--num-dialogues", type=int, default=200, help="synthetic: dialogues over all splits")
+        parser.add_argument("--seed", type=int, default=0, help="synthetic: seed (same seed -> same bytes)")
+        parser.add_argument("--language", default="en", choices=list(LANGUAGES), help="synthetic: language")
+        parser.add_argument("--mean-turns", type=float, default=None, help="synthetic: mean turns (train splits)")
+    if dataset != "mldr":
+        parser.add_argument("--image-turn-gold", default="image", choices=["image", "both"],
+                            help="WeChat raw form: what a gold image turn contributes")
+    parser.add_argument("--out", required=True, help="output folder (written atomically)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--on-error", default="raise", choices=list(ON_ERROR),
+                        help="bad released records: stop (default) or skip them and report counts")
+    parser.add_argument("--image-root", action="append", default=[], metavar="DIR",
+                        help="extra folder to look for released images in (repeatable)")
+    parser.add_argument("--rows-per-shard", type=int, default=500)
+    parser.add_argument("--push-to-hub", metavar="REPO", help="upload the built folder as a dataset repo")
+    parser.add_argument("--private", action="store_true", help="with --push-to-hub: a private repo")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_dataset(args, dataset: str | None = None) -> str:
+    """Build what `args` (parsed with `add_build_arguments`) asks for; prints reports; returns the folder."""
+    dataset = dataset or ("wechat_mdr" if getattr(args, "wechat", False) else "mldr")
+    show = not args.quiet
+    reports: list[ConversionReport] = []
+    if dataset == "wechat_mdr":
+        path, reports = build_wechat(args.from_release, args.out, args.overwrite, args.on_error, args.image_root,
+                                     getattr(args, "image_turn_gold", "image"), show, args.rows_per_shard)
+    elif getattr(args, "synthetic", False):
+        overrides = {} if args.mean_turns is None else {"mean_turns": args.mean_turns}
+        path = build_synthetic(args.out, args.num_dialogues, args.seed, args.language, args.overwrite,
+                               show_progress=show, rows_per_shard=args.rows_per_shard, **overrides)
+    else:
+        path, reports = build_from_release(args.from_release, args.out, args.overwrite, args.on_error,
+                                           args.image_root, show, args.rows_per_shard)
+    for report in reports:
+        print(report.summary())
+    print(f"dataset written to {path}")
+    if args.push_to_hub:
+        print(f"pushed: {push_to_hub(path, args.push_to_hub, private=args.private)}")
+    return path

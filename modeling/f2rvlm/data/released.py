@@ -197,7 +197,7 @@ def convert_wechat_raw_record(record, index: int, file: str, image_roots: Sequen
     it becomes an utterance without text carrying that image, keeping one utterance per turn.
     A gold turn that is an image contributes its image ids (and, with
     `image_turn_gold="both"`, its utterance id too); a text turn contributes its utterance id.
-    Speakers are renamed `user1`, `user2`, ... in order of appearance (PROTOCOL.md §2).
+    Speakers are renamed `user1`, `user2`, ... in order of appearance (docs/protocol.md §2).
     """
     where = {"file": file, "index": index}
     if not isinstance(record, Mapping):

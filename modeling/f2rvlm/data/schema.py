@@ -15,7 +15,7 @@ from ..core.protocol import (
 
 SYNTHETIC_SPLITS = ("train_sft", "train_grpo", "validation", "test_heldout")
 RELEASE_SPLITS = ("train_sft", "train_grpo", "validation")
-#: Released file name of each split (PROTOCOL.md §4).
+#: Released file name of each split (docs/protocol.md §4).
 RELEASE_FILES = {
     "train_sft": "MLDR_train_cold_start.json",
     "train_grpo": "MLDR_train_GRPO.json",
@@ -42,7 +42,7 @@ STATS_BEGIN, STATS_END = "<!-- statistics:begin -->", "<!-- statistics:end -->"
 # Schema and rows
 # ----------------------------------------------------------------------------------------------
 def features():
-    """The `datasets.Features` of a row (docs/CONTRACTS.md)."""
+    """The `datasets.Features` of a row (docs/data.md)."""
     from datasets import Features, Image, List, Value
 
     return Features({

@@ -1,6 +1,6 @@
 """Released data files and our own JSON: ms-swift records, raw annotations, dialogue JSON.
 
-- Released MLDR / WeChat test records (PROTOCOL.md §4): the user message is parsed with
+- Released MLDR / WeChat test records (docs/protocol.md §4): the user message is parsed with
   `protocol.parse_prompt` (the one template parser); image id k is `images[k]`. A file may
   hold one record or a list; `record=` picks one. The record's query is returned in
   `ChatImport.queries`.

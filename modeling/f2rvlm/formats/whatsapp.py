@@ -8,7 +8,7 @@ dropped without a report, day/month order is a caller argument (whatstk) or infe
 the first lines only, and both pull in pandas. Reading the media references ourselves is
 the bulk of the work, so a dependency would not save code.
 
-What is recognised (FORMATS.md): a message starts with a timestamp header, Android
+What is recognised (docs/formats.md): a message starts with a timestamp header, Android
 `DD/MM/YYYY, HH:MM - ` (also `M/D/YY, H:MM<U+202F>PM - `) or iOS `[DD/MM/YYYY, HH:MM:SS] `
 (optionally after U+200E, any of `/ . -` as date separators, `klo` before the time as in
 Finnish exports). Day/month order is inferred from ALL dates in the file: a first field over

@@ -192,7 +192,7 @@ def max_answer_length(num_utterances: int, num_images: int) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
-# Long dialogues: windows of turns (PROTOCOL.md §8)
+# Long dialogues: windows of turns (docs/protocol.md §8)
 # ----------------------------------------------------------------------------------------------
 def plan_windows(line_token_counts: Sequence[int], budget: int, overlap: int = 4) -> list[tuple[int, int]]:
     """Split turns into windows `[start, end)` whose token counts fit `budget`.

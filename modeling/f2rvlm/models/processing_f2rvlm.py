@@ -170,7 +170,7 @@ class F2RVLMProcessor(Qwen2VLProcessor):
 
 
 class F2RVLMCollator:
-    """Collates dataset rows (docs/CONTRACTS.md schema) into SFT batches.
+    """Collates dataset rows (docs/data.md schema) into SFT batches.
 
     Labels cover the answer (`row["solution"]`) only. With `relevance=True` the batch also has
     `relevance_positions` and `relevance_labels` (1 for gold utterances/images, 0 otherwise);

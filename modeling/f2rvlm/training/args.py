@@ -34,7 +34,7 @@ class ScriptArguments:
     dataset_path: str | None = field(
         default=None,
         metadata={"help": "Dataset folder (Parquet + README `configs:`) or Hub id in the F2RVLM row schema "
-                          "(docs/CONTRACTS.md). With --dry_run and no dataset, a tiny synthetic set is built."},
+                          "(docs/data.md). With --dry_run and no dataset, a tiny synthetic set is built."},
     )
     dataset_config: str | None = field(default=None, metadata={"help": "Dataset configuration name (`load_dataset(path, name)`)."})
     dataset_train_split: str = field(default="train_sft", metadata={"help": "Split to train on (train_sft for SFT, train_grpo for GRPO)."})
@@ -168,7 +168,7 @@ def parse_recipe_args(dataclass_types, argv: list[str] | None = None):
     """`TrlParser` over `--config recipe.yaml` + overrides, made to run here:
 
     - without CUDA: bf16 / fp16 / gradient checkpointing / vLLM off, `use_cpu` on (TRL's GPU
-      defaults fail on a CPU, ENVIRONMENT.md);
+      defaults fail on a CPU, docs/environment.md);
     - `--dry_run true`: one step, no checkpoint, a small completion budget, output under
       `outputs/dry_run/` unless `--output_dir` is given.
     """
@@ -206,7 +206,7 @@ def parse_recipe_args(dataclass_types, argv: list[str] | None = None):
 
 
 def cpu_overrides(args) -> None:
-    """TRL defaults that fail on a CPU (ENVIRONMENT.md): no bf16, no gradient checkpointing."""
+    """TRL defaults that fail on a CPU (docs/environment.md): no bf16, no gradient checkpointing."""
     if not torch.cuda.is_available():
         args.use_cpu = True
         args.bf16 = False

@@ -110,7 +110,7 @@ def render_model_card(recipe: Mapping, results: Mapping | None = None, *, name: 
                  + json.dumps(_compact(recipe), indent=1, sort_keys=True) + "\n```\n</details>\n")
     parts.append("## Evaluation\n")
     if results:
-        parts.append("Global (micro) metrics of the paper (PROTOCOL.md §5); s/query: one query at a time on the "
+        parts.append("Global (micro) metrics of the paper (docs/protocol.md §5); s/query: one query at a time on the "
                      "evaluation machine.\n\n" + evaluation_table(results) + "\n")
     else:
         parts.append("Not evaluated yet: run `python recipes/evaluate.py --model_name_or_path PATH ...`.\n")

@@ -1,4 +1,4 @@
-"""Difficulty-aware curriculum (PROTOCOL.md §7): score, bucket, filter and order the GRPO set.
+"""Difficulty-aware curriculum (docs/protocol.md §7): score, bucket, filter and order the GRPO set.
 
 Input per training row: the SFT model's sampled answer, its token log-probabilities (or, for the
 per-token option, its per-token predictive entropies) and the gold ids. Then:

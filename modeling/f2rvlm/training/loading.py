@@ -134,7 +134,7 @@ def load_model_and_processor(model_args: ModelArguments, dry_run: bool = False, 
         seed_token_embeddings(model, processor.tokenizer, model_args.init_token_embeddings)
     if model_args.answer_only_logits and hasattr(model.config, "answer_only_logits"):
         model.config.answer_only_logits = True
-    processor.tokenizer.padding_side = "left"  # TRL left-pads GRPO prompts; Qwen-VL rope needs it (ENVIRONMENT.md)
+    processor.tokenizer.padding_side = "left"  # TRL left-pads GRPO prompts; Qwen-VL rope needs it (docs/environment.md)
     freeze_vision_tower(model)
     return model, processor
 

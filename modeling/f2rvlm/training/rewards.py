@@ -1,4 +1,4 @@
-"""GRPO reward functions (PROTOCOL.md §6), TRL signature, importable by dotted path.
+"""GRPO reward functions (docs/protocol.md §6), TRL signature, importable by dotted path.
 
 Each reward is a plain function `(completions, solution, **columns) -> list[float]`; completions
 are strings or `[{"role": "assistant", "content": text}]` lists, `solution` is the gold answer
@@ -10,7 +10,7 @@ text (dataset column), and other dataset columns arrive by name. Weights F1 : co
 
 Built on `protocol.parse_answer` (the one parser) and `metrics` (the one metric module).
 
-Fixes of the released defects (PROTOCOL.md §6):
+Fixes of the released defects (docs/protocol.md §6):
 - the coherence reward also scores utterance-only and image-only predictions;
 - reasoning mode is one switch for every reward: `make_rewards(reasoning=True)`, or
   `F2RVLM_REWARD_REASONING=1` for the module-level functions. Then each reward reads the answer
