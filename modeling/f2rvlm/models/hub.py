@@ -50,6 +50,42 @@ def write_remote_code(out: str) -> list[str]:
     return written
 
 
+#: Released LoRA adapter key names (ms-swift on transformers 4.4x: Qwen2-VL's language model at
+#: `model.layers`, the vision tower at `visual`) -> this package's layout (`model.language_model`,
+#: `model.visual`). Without it PEFT silently skips every released LoRA weight (tests pin it).
+RELEASED_ADAPTER_KEY_MAP = (
+    (re.compile(r"^base_model\.model\.model\.(?!language_model\.|visual\.)"), "base_model.model.model.language_model."),
+    (re.compile(r"^base_model\.model\.visual\."), "base_model.model.model.visual."),
+)
+
+
+def released_adapter_key(name: str) -> str:
+    """Our name of a released adapter weight (names already in our layout pass unchanged).
+
+    >>> released_adapter_key("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight")
+    'base_model.model.model.language_model.layers.0.self_attn.q_proj.lora_A.weight'
+    """
+    for pattern, replacement in RELEASED_ADAPTER_KEY_MAP:
+        name = pattern.sub(replacement, name)
+    return name
+
+
+def _adapter_in_our_layout(adapter: str, workdir: str) -> str:
+    """The adapter folder, or a copy under `workdir` with released key names mapped to ours."""
+    from safetensors.torch import load_file, save_file
+
+    weights = os.path.join(adapter, "adapter_model.safetensors")
+    if not os.path.isfile(weights):
+        return adapter
+    state = load_file(weights)
+    mapped = {released_adapter_key(k): v for k, v in state.items()}
+    if list(mapped) == list(state):
+        return adapter
+    shutil.copytree(adapter, workdir, dirs_exist_ok=True)
+    save_file(mapped, os.path.join(workdir, "adapter_model.safetensors"))
+    return workdir
+
+
 class ModelFolderError(ValueError):
     """A path is not a loadable F2RVLM model folder; the message says why in one line."""
 
@@ -201,7 +237,13 @@ def convert_released(base: str, adapter: str, out: str, overwrite: bool = False,
                                        if k not in ("model_type", "architectures", "auto_map", "transformers_version")})
     model = MODEL_CLASSES[family].from_pretrained(base, config=config, dtype=torch.float32 if
                                                   base_config.dtype in (None, "float32") else "auto")
-    model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    with tempfile.TemporaryDirectory() as workdir:
+        adapter_dir = _adapter_in_our_layout(adapter, os.path.join(workdir, "adapter"))
+        model = PeftModel.from_pretrained(model, adapter_dir)
+        loaded = {n for n, _ in model.named_parameters() if "lora_" in n}
+        if not loaded:
+            raise ModelFolderError(f"{adapter}: no LoRA weights matched the base model's modules")
+        model = model.merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(base)
     image_processor = Qwen2VLImageProcessorPil.from_pretrained(base)
     processor = F2RVLMProcessor(image_processor=image_processor, tokenizer=tokenizer,
