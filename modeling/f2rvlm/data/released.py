@@ -10,6 +10,7 @@ import hashlib
 import io
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..core.dialogue import Dialogue, DialogueError, DialogueImage, Utterance
@@ -89,10 +90,25 @@ def _message(record: Mapping, role: str, where: dict) -> tuple[int, Any] | None:
     return None
 
 
-def convert_released_record(record, index: int, file: str, image_roots: Sequence[str] = (),
-                            source: str = "mldr-release") -> dict:
-    """One released record -> one row. The prompt must render back byte for byte."""
-    where = {"file": file, "index": index}
+@dataclass
+class ReleasedRecord:
+    """The parts of one released (ms-swift) record that every reader needs, validated.
+
+    Args:
+        prompt: the user message text. prompt_field: where it sits (`messages[k].content`).
+        parsed: `protocol.parse_prompt(prompt)` (template, query, lines with speaker/text/image ids).
+        images: the record's raw image entries (paths or `{"path", "bytes"}`), index = image id.
+    """
+
+    prompt: str
+    prompt_field: str
+    parsed: Any
+    images: list
+
+
+def parse_released_record(record, where: dict) -> ReleasedRecord:
+    """Validate one released record's prompt and image list (docs/protocol.md §4); `DataError`
+    names the field. Shared by the dataset converter and the Space's upload reader."""
     if not isinstance(record, Mapping):
         raise DataError("malformed record", f"expected an object, got {type(record).__name__}", **where)
     found = _message(record, "user", where)
@@ -107,7 +123,6 @@ def convert_released_record(record, index: int, file: str, image_roots: Sequence
     except PromptParseError as err:
         reason = "prompt without a query" if "no query" in str(err) else "unparsable prompt"
         raise DataError(reason, str(err), **where, field=prompt_field) from None
-
     lines = parsed.lines
     if [line.utterance_id for line in lines] != list(range(len(lines))):
         raise DataError("unparsable prompt", "utterance ids are not 0..N-1 in order", **where, field=prompt_field)
@@ -119,6 +134,17 @@ def convert_released_record(record, index: int, file: str, image_roots: Sequence
     if not isinstance(images, list) or len(images) != len(image_ids):
         raise DataError("image count mismatch", f"the prompt has {len(image_ids)} image tags, the record "
                         f"has {len(images) if isinstance(images, list) else images!r} images", **where, field="images")
+    return ReleasedRecord(prompt, prompt_field, parsed, images)
+
+
+def convert_released_record(record, index: int, file: str, image_roots: Sequence[str] = (),
+                            source: str = "mldr-release") -> dict:
+    """One released record -> one row. The prompt must render back byte for byte."""
+    where = {"file": file, "index": index}
+    parts = parse_released_record(record, where)
+    prompt, prompt_field, parsed, images = parts.prompt, parts.prompt_field, parts.parsed, parts.images
+    lines = parsed.lines
+    image_ids = [i for line in lines for i in line.image_ids]
     pictures = [_read_image(value, image_roots, {**where, "field": f"images[{j}]"}) for j, value in enumerate(images)]
     utterances = []
     for line in lines:

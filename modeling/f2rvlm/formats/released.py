@@ -1,7 +1,7 @@
 """Released data files and our own JSON: ms-swift records, raw annotations, dialogue JSON.
 
-- Released MLDR / WeChat test records (docs/protocol.md §4): the user message is parsed with
-  `protocol.parse_prompt` (the one template parser); image id k is `images[k]`. A file may
+- Released MLDR / WeChat test records (docs/protocol.md §4): parsed and validated by
+  `data.released.parse_released_record` (the dataset converter's own parser); image id k is `images[k]`. A file may
   hold one record or a list; `record=` picks one. The record's query is returned in
   `ChatImport.queries`.
 - Raw annotations: `{"dialogue": [{"speaker", "utterance": str | [{"image_url", "caption"}]}],
@@ -18,7 +18,8 @@ of the file. Image ids then no longer match the record's gold answer: pass `imag
 from __future__ import annotations
 
 from ..core.dialogue import Dialogue, DialogueError, DialogueImage
-from ..core.protocol import PromptParseError, parse_prompt
+from ..data.released import parse_released_record
+from ..data.schema import DataError
 from .base import ChatImport, DialogueBuilder
 from .safety import ChatImportError
 
@@ -62,22 +63,13 @@ def read_released(
     payload, builder: DialogueBuilder, *, folder: str = "", record: int = 0, **_
 ) -> ChatImport:
     item = _pick_record(payload, record, builder)
-    users = [m for m in item["messages"] if isinstance(m, dict) and m.get("role") == "user"]
-    if not users or not isinstance(users[0].get("content"), str):
-        raise ChatImportError(f"{builder.source_name}: record {record} has no user message text")
-    try:
-        parsed = parse_prompt(users[0]["content"])
-    except PromptParseError as err:
-        raise ChatImportError(f"{builder.source_name}: record {record}: {err}") from None
-    images = item.get("images") or []
+    try:  # the one released-record parser (data.released), shared with the dataset converter
+        parts = parse_released_record(item, {"file": builder.source_name, "index": record})
+    except DataError as err:
+        raise ChatImportError(str(err)) from None
+    parsed, images = parts.parsed, parts.images
     for line in parsed.lines:
-        attached = []
-        for k in line.image_ids:
-            if not 0 <= k < len(images):
-                raise ChatImportError(
-                    f"{builder.source_name}: utterance {line.utterance_id} shows image {k}; the record has {len(images)}"
-                )
-            attached.append(_image_ref(builder, images[k], folder, f"images[{k}]"))
+        attached = [_image_ref(builder, images[k], folder, f"images[{k}]") for k in line.image_ids]
         _add_keeping_turn(builder, line.speaker, line.text, attached)
     return builder.build("released", item.get("dialogue_id"), [parsed.query])
 
