@@ -153,22 +153,32 @@ def retrieve_batch(
     return results
 
 def _plan_windows(model, dialogue, query, processor, template):
-    """[(window dialogue, image offset, prompt tokens)]: the whole dialogue when it fits."""
+    """[(window dialogue, image offset, prompt tokens)]: the whole dialogue when it fits.
+
+    Answer room is reserved per window, as many turns as fit: each turn costs its line's tokens
+    plus what its ids add to the longest answer the window could give (an upper bound), so a long
+    chat is cut into a few full windows, never one-turn ones.
+    """
     budget = model.config.max_context_tokens
     length = processor.count_prompt_tokens(dialogue, query, template)
-    if length <= budget:
+    answer_fixed = max_answer_length(0, 0) // 2 + 8
+    if length + max_answer_length(len(dialogue), dialogue.num_images) // 2 + 8 <= budget:
         return [(dialogue, 0, length)]
     line_counts = processor.count_line_tokens(dialogue)
     overhead = length - sum(line_counts)
-    answer_room = max_answer_length(len(dialogue), dialogue.num_images) // 2 + 8
-    if overhead + answer_room >= budget:
+    if overhead + answer_fixed >= budget:
         raise ValueError(f"the prompt without dialogue lines needs {overhead} tokens, "
                          f"more than max_context_tokens={budget}")
+    # answer characters per turn: its id and ", " (and the same for each image), ~2 chars a token
+    image_digits = len(str(max(dialogue.num_images - 1, 0)))
+    costs = [count + (len(str(utt_id)) + 2 + len(utt.images) * (image_digits + 2) + 1) // 2
+             for count, utt_id, utt in zip(line_counts, dialogue.utterance_ids, dialogue.utterances)]
     windows = []
-    for start, end in plan_windows(line_counts, budget - overhead - answer_room, model.config.window_overlap):
+    for start, end in plan_windows(costs, budget - overhead - answer_fixed, model.config.window_overlap):
         window, image_offset = dialogue.window(start, end)
         windows.append((window, image_offset, processor.count_prompt_tokens(window, query, template)))
     return windows
+
 
 def _answer_batch(model, rows, processor, mode, template, constrained, threshold, max_new_tokens):
     """[(text, global utterance ids, window image ids, window scores)] for one batch of windows."""

@@ -94,3 +94,28 @@ def test_demo_runs_on_a_model_folder(tiny_model_folder, capsys):
 
     assert main(["--model", tiny_model_folder]) == 0
     assert "answer: <|utt_ids_start|>" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("turns", [1600, 3000])
+def test_long_chats_are_cut_into_full_windows(tiny_model_and_processor, turns):
+    """Answer room is reserved per window: a long chat becomes a few full windows (not one-turn
+    windows, not an error), and every turn is read."""
+    from f2rvlm.core.dialogue import Dialogue, Utterance
+    from f2rvlm.models import retrieval_f2rvlm
+
+    model, processor = tiny_model_and_processor
+    dialogue = Dialogue([Utterance(f"user{i % 2 + 1}", f"message {i} about the flat and the lake") for i in range(turns)])
+    before = model.config.max_context_tokens
+    model.config.max_context_tokens = 4096
+    try:
+        windows = retrieval_f2rvlm._plan_windows(model, dialogue, "the flat we viewed", processor, "zh")
+        result = model.retrieve(dialogue, "the flat we viewed", processor=processor, mode="tagging")
+    finally:
+        model.config.max_context_tokens = before
+    assert len(windows) == result.num_windows
+    assert all(length <= 4096 for _, _, length in windows)
+    assert min(len(w) for w, _, _ in windows[:-1]) > 50  # full windows, not one turn each
+    assert len(windows) <= turns // 50
+    covered = {i for w, _, _ in windows for i in w.utterance_ids}
+    assert covered == set(range(turns))
+    assert set(result.utterance_ids) <= covered
