@@ -37,6 +37,16 @@ Retrieval fields (the same on every family):
     default_retrieval_mode (`str`, defaults to `"generate"`): the mode `retrieve`, the CLI and
         the Space use when none is asked for (`registry_f2rvlm.RETRIEVAL_MODES`); recipes set it to
         the mode that measured best.
+    text_scorer (`dict`, *optional*): the BERT-family config of a pretrained text relevance scorer
+        carried in the checkpoint (`scorer_f2rvlm.TextScorer`; its tokenizer lives in the folder's
+        `text_scorer/` subfolder). When present, "tagging" and "guided" read its scores instead of
+        the relevance head's.
+    text_scorer_speaker_boost, text_scorer_margin, text_scorer_min_score, text_scorer_max_length:
+        the scorer's selection settings (`scorer_f2rvlm.ScorerSettings`): score bonus for turns of a
+        speaker the query names; items within `margin` of the best are selected; nothing when the
+        best is below `min_score`; token budget per text.
+    generate_shortlist (`int`, defaults to 0): with a scorer, "generate" decodes under a grammar
+        that admits only the scorer's top-k utterances (and their images); 0 admits every id.
 """
 
 from __future__ import annotations
@@ -68,6 +78,12 @@ class F2RVLMConfigMixin:
     relevance_query_features: bool = False
     query_end_token_id: int | None = None
     default_retrieval_mode: str = "generate"
+    text_scorer: dict | None = None
+    text_scorer_speaker_boost: float = 0.0
+    text_scorer_margin: float = 0.05
+    text_scorer_min_score: float = -1.0
+    text_scorer_max_length: int = 64
+    generate_shortlist: int = 0
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -80,6 +96,8 @@ class F2RVLMConfigMixin:
         if self.default_retrieval_mode not in RETRIEVAL_MODES:
             raise ValueError(f"default_retrieval_mode must be one of {tuple(RETRIEVAL_MODES)}, "
                              f"got {self.default_retrieval_mode!r}")
+        if self.generate_shortlist < 0:
+            raise ValueError(f"generate_shortlist must be >= 0, got {self.generate_shortlist}")
         if self.window_overlap < 0:
             raise ValueError(f"window_overlap must be >= 0, got {self.window_overlap}")
 

@@ -27,6 +27,7 @@ from .generation_f2rvlm import (
     plan_windows,
 )
 from .registry_f2rvlm import get_mode
+from .scorer_f2rvlm import ScorerSettings, select
 
 
 @dataclass
@@ -91,9 +92,10 @@ def retrieve_batch(
         show_progress: a progress bar over batches.
     """
     mode = mode or getattr(model.config, "default_retrieval_mode", None) or "generate"
-    if get_mode(mode).needs_relevance_head and model.relevance_head is None:
-        raise ValueError(f"mode {mode!r} needs a relevance head, and this model has none "
-                         "(config.relevance_head=False); use mode='generate'")
+    scorer = getattr(model, "text_scorer", None)
+    if get_mode(mode).needs_relevance_head and model.relevance_head is None and scorer is None:
+        raise ValueError(f"mode {mode!r} needs a relevance head or a text scorer, and this model has neither "
+                         "(config.relevance_head=False, no config.text_scorer); use mode='generate'")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if mode == "tagging" and model.device.type == "cpu":
@@ -183,13 +185,21 @@ def _plan_windows(model, dialogue, query, processor, template):
 def _answer_batch(model, rows, processor, mode, template, constrained, threshold, max_new_tokens):
     """[(text, global utterance ids, window image ids, window scores)] for one batch of windows."""
     dialogues = [d for d, _ in rows]
+    scorer_scores = _scorer_scores(model, rows, processor, mode)
+    if mode == "tagging" and scorer_scores is not None:  # the scorer answers alone: no VLM pass
+        settings = _scorer_settings(model.config)
+        results = []
+        for scores in scorer_scores:
+            utts, imgs = select(scores, settings)
+            results.append((_render(utts, imgs), utts, imgs, scores))
+        return results
     inputs = processor.build_inputs(rows, template=template, return_relevance=model.relevance_head is not None)
     positions = inputs.pop("relevance_positions", None)
     position_map = inputs.pop("relevance_targets", None)
     inputs = inputs.to(model.device)
 
     probs = None
-    if mode in ("tagging", "guided"):
+    if mode in ("tagging", "guided") and scorer_scores is None:
         out = model(**inputs, relevance_positions=positions.to(model.device), logits_to_keep=1)
         probs = torch.sigmoid(out.relevance_logits.float()).cpu()  # (batch, num_positions)
 
@@ -206,7 +216,13 @@ def _answer_batch(model, rows, processor, mode, template, constrained, threshold
     for b, dialogue in enumerate(dialogues):
         utt_ids, img_ids = dialogue.utterance_ids, list(range(dialogue.num_images))
         scores = None
-        if mode == "guided":
+        if scorer_scores is not None:
+            scores = scorer_scores[b]
+            if mode == "guided":
+                utt_ids, img_ids = select(scores, _scorer_settings(model.config))
+            else:  # generate: the VLM picks among the scorer's shortlist
+                utt_ids, img_ids = _shortlist(scores, dialogue, model.config.generate_shortlist)
+        elif mode == "guided":
             scores = _position_scores(position_map[b], probs[b])
             utt_ids = [i for i in utt_ids if scores["utterances"].get(i, 0.0) > threshold]
             img_ids = [i for i in img_ids if scores["images"].get(i, 0.0) > threshold]
@@ -237,6 +253,31 @@ def _answer_batch(model, rows, processor, mode, template, constrained, threshold
         results.append((text, utts, imgs, window_scores[b]))
     return results
 
+
+
+def _scorer_settings(config) -> ScorerSettings:
+    return ScorerSettings(config.text_scorer_speaker_boost, config.text_scorer_margin,
+                          config.text_scorer_min_score, config.text_scorer_max_length)
+
+
+def _scorer_scores(model, rows, processor, mode) -> list[dict] | None:
+    """Per window, the text scorer's scores when this mode reads them (else None)."""
+    scorer = getattr(model, "text_scorer", None)
+    if scorer is None or (mode == "generate" and not model.config.generate_shortlist):
+        return None
+    tokenizer = getattr(processor, "scorer_tokenizer", None)
+    if tokenizer is None:
+        raise ValueError("this model carries a text scorer but the processor has no scorer_tokenizer "
+                         "(load the processor from the model folder: it reads the text_scorer/ subfolder)")
+    settings = _scorer_settings(model.config)
+    return [scorer.score_dialogue(dialogue, query, tokenizer, settings) for dialogue, query in rows]
+
+
+def _shortlist(scores: dict, dialogue, k: int) -> tuple[list[int], list[int]]:
+    """The k best-scored utterances and the images they carry (what generation may answer)."""
+    best = sorted(scores["utterances"], key=lambda i: -scores["utterances"][i])[:k]
+    hosts = dialogue.image_hosts
+    return sorted(best), [j for j, host in enumerate(hosts) if host in best]
 
 
 def _position_scores(targets, probs: torch.Tensor) -> dict:

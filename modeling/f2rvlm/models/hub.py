@@ -21,7 +21,7 @@ from .registry_f2rvlm import FAMILIES, family_for_model_type
 
 #: The remote-code files every exported folder carries, by package location (layer/module).
 CODE_FILES = ("models/registry_f2rvlm.py", "models/configuration_f2rvlm.py", "models/modeling_f2rvlm.py",
-              "models/retrieval_f2rvlm.py", "models/processing_f2rvlm.py", "models/generation_f2rvlm.py",
+              "models/retrieval_f2rvlm.py", "models/scorer_f2rvlm.py", "models/processing_f2rvlm.py", "models/generation_f2rvlm.py",
               "core/protocol.py", "core/dialogue.py")
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: In the package the model files reach the protocol core one layer down (`from ..core.protocol`);

@@ -33,6 +33,7 @@ from transformers.modeling_outputs import ModelOutput
 from .configuration_f2rvlm import F2RVLMQwen2_5_VLConfig, F2RVLMQwen2VLConfig, F2RVLMQwen3VLConfig
 from .registry_f2rvlm import FAMILIES
 from .retrieval_f2rvlm import RetrievalResult, retrieve_batch
+from .scorer_f2rvlm import TextScorer
 
 
 # ----------------------------------------------------------------------------------------------
@@ -74,6 +75,8 @@ class F2RVLMMixin:
         width = 3 * hidden if getattr(self.config, "relevance_query_features", False) else hidden
         self.relevance_head = nn.Linear(width, 1) if self.config.relevance_head else None
         self.topic_head = nn.Linear(hidden, self.config.num_topics) if self.config.num_topics else None
+        scorer = getattr(self.config, "text_scorer", None)
+        self.text_scorer = TextScorer(scorer) if scorer else None
 
     # -- forward ---------------------------------------------------------------------------
     def forward(

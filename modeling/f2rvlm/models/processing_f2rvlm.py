@@ -37,6 +37,9 @@ class F2RVLMProcessor(Qwen2VLProcessor):
     [[('utterance', 0)]]
     """
 
+    #: Where a checkpoint keeps its text scorer's tokenizer (`scorer_f2rvlm`), beside the weights.
+    SCORER_SUBFOLDER = "text_scorer"
+
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
         self.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
         self.video_token = getattr(tokenizer, "video_token", None) or "<|video_pad|>"
@@ -44,6 +47,29 @@ class F2RVLMProcessor(Qwen2VLProcessor):
         self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
         self.vision_end_token_id = tokenizer.convert_tokens_to_ids("<|vision_end|>")
         ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+        self.scorer_tokenizer = None  # set by from_pretrained when the folder carries one
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """The processor, plus the text scorer's tokenizer when the folder has a `text_scorer/`."""
+        processor = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        from transformers import AutoTokenizer
+
+        try:
+            processor.scorer_tokenizer = AutoTokenizer.from_pretrained(
+                pretrained_model_name_or_path, subfolder=cls.SCORER_SUBFOLDER,
+                **{k: v for k, v in kwargs.items() if k in ("cache_dir", "revision", "token", "local_files_only")})
+        except (OSError, ValueError):
+            processor.scorer_tokenizer = None  # a checkpoint without a text scorer
+        return processor
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        import os
+
+        out = super().save_pretrained(save_directory, *args, **kwargs)
+        if self.scorer_tokenizer is not None:
+            self.scorer_tokenizer.save_pretrained(os.path.join(save_directory, self.SCORER_SUBFOLDER))
+        return out
 
     # -- text ------------------------------------------------------------------------------
     def render_chat(self, dialogue, query: str, template: str = protocol.DEFAULT_TEMPLATE,

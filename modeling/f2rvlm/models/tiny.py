@@ -208,8 +208,32 @@ def build_config(family: str = "qwen2_vl", size: str = "test", relevance_head: b
     return config
 
 
+#: A tiny BERT-family text scorer (`scorer_f2rvlm`) for tests: the shape of MiniLM, far smaller.
+TINY_SCORER = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
+               "max_position_embeddings": 128}
+
+
+def build_scorer_tokenizer():
+    """A small WordPiece `BertTokenizerFast` trained on the built-in corpus (tiny text scorers)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertTokenizerFast
+
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    wordpiece = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
+    wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    wordpiece.train_from_iterator(_training_corpus(), trainers.WordPieceTrainer(
+        vocab_size=1000, special_tokens=special, show_progress=False))
+    wordpiece.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", wordpiece.token_to_id("[CLS]")), ("[SEP]", wordpiece.token_to_id("[SEP]"))])
+    wordpiece.decoder = decoders.WordPiece()
+    return BertTokenizerFast(tokenizer_object=wordpiece, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                             sep_token="[SEP]", mask_token="[MASK]")
+
+
 def build_tiny(family: str = "qwen2_vl", size: str = "test", seed: int = 0, relevance_head: bool = False,
-               tokenizer_texts=None, **config_overrides):
+               tokenizer_texts=None, text_scorer: bool = False, **config_overrides):
     """(model, processor): a randomly initialised tiny F2RVLM model, deterministic by seed.
 
     Extra keyword arguments override config fields (e.g. `num_topics=8`, `max_context_tokens=512`,
@@ -221,6 +245,9 @@ def build_tiny(family: str = "qwen2_vl", size: str = "test", seed: int = 0, rele
     from .modeling_f2rvlm import MODEL_CLASSES
 
     processor = build_processor(family, tokenizer_texts)
+    if text_scorer:
+        processor.scorer_tokenizer = build_scorer_tokenizer()
+        config_overrides["text_scorer"] = {**TINY_SCORER, "vocab_size": len(processor.scorer_tokenizer)}
     if config_overrides.get("relevance_query_features") and config_overrides.get("query_end_token_id") is None:
         from .processing_f2rvlm import query_end_token_id
 
@@ -251,8 +278,10 @@ __all__ = [
     "CHAT_TEMPLATE",
     "FAMILIES",
     "SIZES",
+    "TINY_SCORER",
     "build_config",
     "build_processor",
+    "build_scorer_tokenizer",
     "build_tiny",
     "build_tokenizer",
     "save_tiny",

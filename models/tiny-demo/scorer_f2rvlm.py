@@ -1,0 +1,102 @@
+"""The pretrained text relevance scorer an F2RVLM checkpoint may carry (`config.text_scorer`).
+
+A small sentence encoder (a BERT-family config, e.g. all-MiniLM-L6-v2 fine-tuned by
+`recipes/train_scorer.py`) embeds the query and every turn, written as "speaker: text [photo:
+caption]"; a turn's score is the cosine similarity plus `speaker_boost` when the query names that
+turn's speaker (real chats: "When did Caroline ..." is about Caroline's own turns). An image is
+scored by its caption, else by its turn. Selection: every item within `margin` of the best score,
+nothing when the best is below `min_score`. This is the pretrained text knowledge a tiny VLM
+trained on a CPU cannot learn (docs/real_chats.md); retrieval modes read it instead of the
+relevance head (tagging), or to shortlist the ids generation may emit (guided, generate).
+Imports torch and transformers only (travels with the Hub remote code).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ScorerSettings:
+    """Selection settings of the scorer (config fields `text_scorer_*`)."""
+
+    speaker_boost: float = 0.0
+    margin: float = 0.05
+    min_score: float = -1.0
+    max_length: int = 64
+
+
+def turn_text(speaker: str, text: str, captions: Sequence[str | None] = ()) -> str:
+    """The scorer's rendering of one turn: "speaker: text [photo: caption] ..."."""
+    photos = " ".join(f"[photo: {c}]" for c in captions if c)
+    return " ".join(part for part in (f"{speaker}: {text}".strip(), photos) if part)
+
+
+def named_speakers(query: str, speakers: Sequence[str]) -> set[str]:
+    """The speakers whose first name the query mentions (whole word, case-insensitive)."""
+    named = set()
+    for speaker in set(speakers):
+        first = speaker.split()[0] if speaker.strip() else ""
+        if len(first) > 1 and re.search(rf"\b{re.escape(first)}(?:['\u2019]s)?\b", query, re.IGNORECASE):
+            named.add(speaker)
+    return named
+
+
+class TextScorer(nn.Module):
+    """Mean-pooled, L2-normalised sentence embeddings from a BERT-family encoder."""
+
+    def __init__(self, encoder_config: dict):
+        super().__init__()
+        from transformers import BertConfig, BertModel
+
+        self.encoder = BertModel(BertConfig(**encoder_config), add_pooling_layer=False)
+
+    @torch.no_grad()
+    def embed(self, texts: Sequence[str], tokenizer, max_length: int = 64, batch_size: int = 64) -> torch.Tensor:
+        """`(len(texts), hidden)` unit vectors."""
+        device = next(self.parameters()).device
+        out = []
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(list(texts[start: start + batch_size]), padding=True, truncation=True,
+                              max_length=max_length, return_tensors="pt").to(device)
+            hidden = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            out.append(torch.nn.functional.normalize(pooled.float(), dim=-1))
+        return torch.cat(out) if out else torch.zeros(0, self.encoder.config.hidden_size)
+
+    def score_dialogue(self, dialogue, query: str, tokenizer, settings: ScorerSettings) -> dict:
+        """{"utterances": {global id: score}, "images": {dialogue image id: score}}."""
+        utterances = dialogue.utterances
+        texts = [turn_text(u.speaker, u.text, [img.caption for img in u.images]) for u in utterances]
+        captions = [(k, img.caption) for k, img in enumerate(dialogue.images) if img.caption]
+        vectors = self.embed([query] + texts + [c for _, c in captions], tokenizer, settings.max_length)
+        sims = (vectors[1:] @ vectors[0]).tolist()
+        named = named_speakers(query, [u.speaker for u in utterances])
+        turn_scores = [s + (settings.speaker_boost if u.speaker in named else 0.0)
+                       for s, u in zip(sims[: len(texts)], utterances)]
+        scores = {"utterances": dict(zip(dialogue.utterance_ids, turn_scores)), "images": {}}
+        caption_scores = dict(zip((k for k, _ in captions), sims[len(texts):]))
+        for k, host in enumerate(dialogue.image_hosts):
+            scores["images"][k] = caption_scores.get(k, turn_scores[host - dialogue.id_offset])
+        return scores
+
+
+def select(scores: dict, settings: ScorerSettings) -> tuple[list[int], list[int]]:
+    """Ids within `margin` of the best utterance score (images: of the best overall), none when
+    the best is below `min_score`."""
+    every = list(scores["utterances"].values()) + list(scores["images"].values())
+    if not every or max(every) < settings.min_score:
+        return [], []
+    floor = max(every) - settings.margin
+    utts = sorted(i for i, s in scores["utterances"].items() if s >= floor)
+    imgs = sorted(i for i, s in scores["images"].items() if s >= floor)
+    return utts, imgs
+
+
+__all__ = ["ScorerSettings", "TextScorer", "named_speakers", "select", "turn_text"]

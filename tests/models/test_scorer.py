@@ -1,0 +1,92 @@
+"""The text scorer an F2RVLM checkpoint may carry: rendering, speaker handling, selection, the
+retrieval modes that read it, and save/load (in process and as remote code)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import f2rvlm
+import pytest
+from f2rvlm.models.scorer_f2rvlm import ScorerSettings, named_speakers, select, turn_text
+
+DIALOGUE = {"utterances": [
+    {"speaker": "Caroline", "text": "we viewed the flat on Monday"},
+    {"speaker": "Melanie", "text": "hey Caroline, how was the cake?"},
+    {"speaker": "Caroline", "text": "the cake was great"},
+]}
+QUERY = "When did Caroline view the flat?"
+
+
+def test_turn_text_and_named_speakers():
+    assert turn_text("Mel", "look", ["a dog on a beach", None]) == "Mel: look [photo: a dog on a beach]"
+    assert turn_text("Mel", "", ["a dog"]) == "Mel: [photo: a dog]"
+    assert named_speakers("What did Caroline's sister say?", ["Caroline Smith", "Melanie"]) == {"Caroline Smith"}
+    assert named_speakers("what did they cook", ["Caroline", "Melanie"]) == set()
+
+
+def test_select_margin_and_floor():
+    scores = {"utterances": {0: 0.9, 1: 0.86, 2: 0.2}, "images": {0: 0.88, 1: 0.1}}
+    assert select(scores, ScorerSettings(margin=0.05)) == ([0, 1], [0])
+    assert select(scores, ScorerSettings(margin=0.0)) == ([0], [])
+    assert select(scores, ScorerSettings(min_score=0.95)) == ([], [])
+
+
+@pytest.fixture(scope="module")
+def scored_model():
+    from f2rvlm.models.tiny import build_tiny
+
+    return build_tiny("qwen2_vl", "test", text_scorer=True, text_scorer_speaker_boost=1.0,
+                      text_scorer_margin=0.5, generate_shortlist=1)
+
+
+def test_modes_read_the_scorer(scored_model):
+    model, processor = scored_model
+    tagged = model.retrieve(DIALOGUE, QUERY, processor=processor, mode="tagging")
+    # the speaker boost (1.0) outweighs any cosine gap (< 0.5 margin would not): Caroline's turns win
+    assert set(tagged.utterance_ids) <= {0, 2} and tagged.utterance_ids
+    assert tagged.scores["utterances"][0] > tagged.scores["utterances"][1]
+    guided = model.retrieve(DIALOGUE, QUERY, processor=processor, mode="guided")
+    assert set(guided.utterance_ids) <= set(tagged.utterance_ids) and guided.utterance_ids
+    generated = model.retrieve(DIALOGUE, QUERY, processor=processor, mode="generate")
+    best = max(tagged.scores["utterances"], key=tagged.scores["utterances"].get)
+    assert set(generated.utterance_ids) <= {best}  # the grammar admits the shortlist only
+
+
+def test_scorer_needs_its_tokenizer(scored_model):
+    from f2rvlm.models.tiny import build_processor
+
+    model, _ = scored_model
+    with pytest.raises(ValueError, match="scorer_tokenizer"):
+        model.retrieve(DIALOGUE, QUERY, processor=build_processor("qwen2_vl"), mode="tagging")
+
+
+REMOTE = textwrap.dedent("""
+    import sys
+    sys.path = [p for p in sys.path if p and not p.startswith({modeling!r})]
+    from transformers import AutoModel, AutoProcessor
+    model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True)
+    processor = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)
+    result = model.retrieve({dialogue!r}, {query!r}, processor=processor, mode="tagging")
+    print("RESULT", type(model).__module__.split(".")[0], result.utterance_ids)
+""")
+
+
+def test_scorer_round_trips_in_process_and_as_remote_code(scored_model, tmp_path):
+    from f2rvlm.models.hub import load_model, save_f2rvlm_folder
+
+    model, processor = scored_model
+    expected = model.retrieve(DIALOGUE, QUERY, processor=processor, mode="tagging")
+    folder = save_f2rvlm_folder(model, processor, str(tmp_path / "scored"))
+    assert os.path.isfile(os.path.join(folder, "text_scorer", "tokenizer.json"))
+    loaded, loaded_processor = load_model(folder)
+    again = loaded.retrieve(DIALOGUE, QUERY, processor=loaded_processor, mode="tagging")
+    assert again.utterance_ids == expected.utterance_ids
+    assert again.scores["utterances"] == pytest.approx(expected.scores["utterances"])
+    modeling = os.path.dirname(os.path.dirname(os.path.abspath(f2rvlm.__file__)))
+    script = REMOTE.format(modeling=modeling, dialogue=DIALOGUE, query=QUERY)
+    proc = subprocess.run([sys.executable, "-I", "-c", script, folder], capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT"))
+    assert line == f"RESULT transformers_modules {expected.utterance_ids}"
