@@ -256,8 +256,8 @@ def _answer_batch(model, rows, processor, mode, template, constrained, threshold
 
 
 def _scorer_settings(config) -> ScorerSettings:
-    return ScorerSettings(config.text_scorer_speaker_boost, config.text_scorer_margin,
-                          config.text_scorer_min_score, config.text_scorer_max_length)
+    return ScorerSettings(config.text_scorer_speaker_boost, config.text_scorer_margin, config.text_scorer_min_score,
+                          config.text_scorer_max_length, config.text_scorer_strip_names)
 
 
 def _scorer_scores(model, rows, processor, mode) -> list[dict] | None:

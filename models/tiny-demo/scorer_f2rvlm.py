@@ -29,6 +29,7 @@ class ScorerSettings:
     margin: float = 0.05
     min_score: float = -1.0
     max_length: int = 64
+    strip_names: bool = False
 
 
 def turn_text(speaker: str, text: str, captions: Sequence[str | None] = ()) -> str:
@@ -37,14 +38,24 @@ def turn_text(speaker: str, text: str, captions: Sequence[str | None] = ()) -> s
     return " ".join(part for part in (f"{speaker}: {text}".strip(), photos) if part)
 
 
+def _first_name_pattern(speaker: str) -> re.Pattern | None:
+    first = speaker.split()[0] if speaker.strip() else ""
+    return re.compile(rf"\b{re.escape(first)}(?:['\u2019]s)?\b", re.IGNORECASE) if len(first) > 1 else None
+
+
 def named_speakers(query: str, speakers: Sequence[str]) -> set[str]:
     """The speakers whose first name the query mentions (whole word, case-insensitive)."""
-    named = set()
+    return {s for s in set(speakers) if (p := _first_name_pattern(s)) is not None and p.search(query)}
+
+
+def strip_speaker_names(query: str, speakers: Sequence[str]) -> str:
+    """The query without the speakers' first names: the other speaker's turns greet by name
+    ("Hey Caroline!"), so a name in the query pulls towards the wrong turns."""
     for speaker in set(speakers):
-        first = speaker.split()[0] if speaker.strip() else ""
-        if len(first) > 1 and re.search(rf"\b{re.escape(first)}(?:['\u2019]s)?\b", query, re.IGNORECASE):
-            named.add(speaker)
-    return named
+        pattern = _first_name_pattern(speaker)
+        if pattern is not None:
+            query = pattern.sub(" ", query)
+    return re.sub(r"\s+", " ", query).strip()
 
 
 class TextScorer(nn.Module):
@@ -75,9 +86,11 @@ class TextScorer(nn.Module):
         utterances = dialogue.utterances
         texts = [turn_text(u.speaker, u.text, [img.caption for img in u.images]) for u in utterances]
         captions = [(k, img.caption) for k, img in enumerate(dialogue.images) if img.caption]
-        vectors = self.embed([query] + texts + [c for _, c in captions], tokenizer, settings.max_length)
+        speakers = [u.speaker for u in utterances]
+        query_text = strip_speaker_names(query, speakers) if settings.strip_names else query
+        vectors = self.embed([query_text] + texts + [c for _, c in captions], tokenizer, settings.max_length)
         sims = (vectors[1:] @ vectors[0]).tolist()
-        named = named_speakers(query, [u.speaker for u in utterances])
+        named = named_speakers(query, speakers)
         turn_scores = [s + (settings.speaker_boost if u.speaker in named else 0.0)
                        for s, u in zip(sims[: len(texts)], utterances)]
         scores = {"utterances": dict(zip(dialogue.utterance_ids, turn_scores)), "images": {}}
@@ -99,4 +112,4 @@ def select(scores: dict, settings: ScorerSettings) -> tuple[list[int], list[int]
     return utts, imgs
 
 
-__all__ = ["ScorerSettings", "TextScorer", "named_speakers", "select", "turn_text"]
+__all__ = ["ScorerSettings", "TextScorer", "named_speakers", "select", "strip_speaker_names", "turn_text"]

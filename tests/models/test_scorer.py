@@ -8,7 +8,7 @@ import textwrap
 
 import f2rvlm
 import pytest
-from f2rvlm.models.scorer_f2rvlm import ScorerSettings, named_speakers, select, turn_text
+from f2rvlm.models.scorer_f2rvlm import ScorerSettings, named_speakers, select, strip_speaker_names, turn_text
 
 DIALOGUE = {"utterances": [
     {"speaker": "Caroline", "text": "we viewed the flat on Monday"},
@@ -23,6 +23,7 @@ def test_turn_text_and_named_speakers():
     assert turn_text("Mel", "", ["a dog"]) == "Mel: [photo: a dog]"
     assert named_speakers("What did Caroline's sister say?", ["Caroline Smith", "Melanie"]) == {"Caroline Smith"}
     assert named_speakers("what did they cook", ["Caroline", "Melanie"]) == set()
+    assert strip_speaker_names("When did Caroline's  dog bark at Mel?", ["Caroline", "Mel"]) == "When did dog bark at ?"
 
 
 def test_select_margin_and_floor():
