@@ -6,9 +6,11 @@
     python recipes/evaluate.py --model_name_or_path baseline:bm25 --dataset_path outputs/tiny/data --output_dir ...
     python recipes/evaluate.py --config recipes/qwen2-vl-7b/sft.yaml --model_name_or_path outputs/.../merged
 
-Writes, per split and mode, `<split>.<mode>.predictions.jsonl` (one record per row: prediction,
-gold, universe sizes, latency) and `metrics.json`: utterance / image / joint P, R, F1, MCC
-(global, the paper's numbers), the per-sample variant, and the mean latency per query.
+Writes, per split and mode, `<split>.<mode>.predictions.jsonl` (one record per row, written by
+`f2rvlm.core.metrics.prediction_record`: the released inference format, so `f2rvlm eval` and the
+released evaluation tool read it; the prompt's id tags give the universe) and `metrics.json`:
+utterance / image / joint P, R, F1, MCC (global, the paper's numbers), the per-sample variant, and
+the mean latency per query. The metrics are computed from the very records written to the file.
 """
 
 from __future__ import annotations
@@ -49,15 +51,29 @@ class EvaluateArguments:
     )
 
 
-def score(rows, predictions) -> dict:
-    """Global + per-sample metrics of (utterance_ids, image_ids) predictions."""
-    from f2rvlm.core.metrics import EvalSample, evaluate
-    from f2rvlm.core.protocol import Answer
+def prediction_records(rows, predictions, texts=None, template=None) -> list[dict]:
+    """One predictions-file record per row (`metrics.prediction_record`): the rendered prompt, the
+    predicted ids as answer text, the gold answer, and the raw model text under `text`."""
+    from f2rvlm.core.dialogue import Dialogue
+    from f2rvlm.core.metrics import prediction_record
+    from f2rvlm.core.protocol import DEFAULT_TEMPLATE, Answer, render_prompt
 
-    samples = [EvalSample(Answer(list(p[0]), list(p[1])), Answer(list(r["gold_utterance_ids"]), list(r["gold_image_ids"])),
-                          num_utterances=int(r["num_turns"]), num_images=len(r["images"]), num_turns=int(r["num_turns"]))
-               for r, p in zip(rows, predictions)]
-    return evaluate(samples, per_sample=True).to_dict(per_sample=True)
+    texts = texts or [None] * len(rows)
+    return [prediction_record(render_prompt(Dialogue.from_row(r), r["query"], template or DEFAULT_TEMPLATE),
+                              Answer(list(p[0]), list(p[1])),
+                              Answer(list(r["gold_utterance_ids"]), list(r["gold_image_ids"])),
+                              dialogue_id=r["dialogue_id"], query=r["query"], text=t)
+            for r, p, t in zip(rows, predictions, texts)]
+
+
+def score(rows, predictions, records=None) -> dict:
+    """Global + per-sample metrics of (utterance_ids, image_ids) predictions, computed from their
+    prediction records (the same reading `f2rvlm eval` does)."""
+    from f2rvlm.core.metrics import evaluate, sample_from_record
+
+    records = records if records is not None else prediction_records(rows, predictions)
+    samples = [sample_from_record(r) for r in records]
+    return evaluate(samples, per_sample=True, by_length=True).to_dict(per_sample=True)
 
 
 def run_baseline(name: str, rows, dev_rows):
@@ -134,6 +150,7 @@ def run_model(model, processor, rows, mode: str, args: EvaluateArguments, templa
 def main(script_args: ScriptArguments, eval_args: EvaluateArguments, model_args: ModelArguments):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     import torch
+    from f2rvlm.core.metrics import write_predictions
 
     torch.manual_seed(0)
     os.makedirs(eval_args.output_dir, exist_ok=True)
@@ -175,17 +192,13 @@ def main(script_args: ScriptArguments, eval_args: EvaluateArguments, model_args:
             else:
                 template = script_args.template or None
                 preds, texts, latency = run_model(model, processor, rows, mode, eval_args, template)
-            metrics = score(rows, preds)
+            records = prediction_records(rows, preds, texts, script_args.template or None)
+            metrics = score(rows, preds, records)
             metrics["seconds_per_query"] = latency
             metrics["wall_seconds"] = time.perf_counter() - start
             report["splits"][split][mode] = metrics
             tag = mode if mode != "-" else name.split(":", 1)[1]
-            with open(os.path.join(eval_args.output_dir, f"{split}.{tag}.predictions.jsonl"), "w", encoding="utf-8") as f:
-                f.writelines(json.dumps({"dialogue_id": r["dialogue_id"], "query": r["query"], "text": t,
-                                        "utterance_ids": list(p[0]), "image_ids": list(p[1]),
-                                        "gold_utterance_ids": list(r["gold_utterance_ids"]),
-                                        "gold_image_ids": list(r["gold_image_ids"]), "num_turns": r["num_turns"],
-                                        "num_images": len(r["images"])}, ensure_ascii=False) + "\n" for r, p, t in zip(rows, preds, texts))
+            write_predictions(records, os.path.join(eval_args.output_dir, f"{split}.{tag}.predictions.jsonl"))
             joint = metrics["joint_metrics"]
             logger.info("%s %s %s: joint F1 %.4f, %.3f s/query", name, split, mode, joint["global_f1"], latency)
     with open(os.path.join(eval_args.output_dir, "metrics.json"), "w", encoding="utf-8") as f:

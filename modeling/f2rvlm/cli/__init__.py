@@ -2,6 +2,7 @@
 
     f2rvlm retrieve --model DIR --dialogue chat.json --query "the flat we viewed" [--json]
     f2rvlm eval --predictions preds.jsonl [--json]
+    f2rvlm merge --shards infer_result.jsonl --original MLDR_val.json --out preds.jsonl
     f2rvlm tiny --family qwen2_vl --out DIR
     f2rvlm export --model DIR --out DIR
     f2rvlm convert --base DIR --adapter DIR --out DIR
@@ -76,8 +77,39 @@ def cmd_retrieve(args) -> int:
 def cmd_eval(args) -> int:
     from ..core.metrics import evaluate_predictions_file, format_report
 
-    report = evaluate_predictions_file(args.predictions, parse_mode=args.parse_mode, per_sample=args.per_sample)
+    report = evaluate_predictions_file(args.predictions, parse_mode=args.parse_mode, per_sample=args.per_sample,
+                                       strict=args.strict, empty_gold_mcc=args.empty_gold_mcc)
     print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def cmd_merge(args) -> int:
+    from ..core.metrics import merge_split_predictions, write_predictions
+
+    shards = []
+    for path in args.shards:
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise UserError(f"{path}, line {lineno}: not valid JSON ({err.msg})") from None
+                if not isinstance(record, dict) or "dialogue_id" not in record or "response" not in record:
+                    raise UserError(f"{path}, line {lineno}: a shard record needs 'dialogue_id' and 'response'")
+                shards.append(record)
+    with open(args.original, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        original = json.loads(text) if text.lstrip().startswith("[") else [json.loads(l) for l in text.splitlines() if l.strip()]
+    except json.JSONDecodeError as err:
+        raise UserError(f"{args.original}: not valid JSON ({err.msg})") from None
+    if not all(isinstance(r, dict) and "dialogue_id" in r for r in original):
+        raise UserError(f"{args.original}: every record needs a 'dialogue_id'")
+    merged = merge_split_predictions(shards, original)
+    path = write_predictions(merged, args.out)
+    print(f"{len(merged)} dialogues from {len(shards)} shard records written to {path} (score it with f2rvlm eval)")
     return 0
 
 
@@ -132,8 +164,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictions", required=True)
     p.add_argument("--parse-mode", default="lenient", choices=["strict", "lenient", "reasoning"])
     p.add_argument("--per-sample", action="store_true", help="add per-sample (macro) metrics and length buckets")
+    p.add_argument("--strict", action="store_true",
+                   help="fail on a line that is not JSON or a record without labels/response (released: skipped)")
+    p.add_argument("--empty-gold-mcc", action="store_true",
+                   help="per-sample MCC of an empty-gold sample = its F1 (1 or 0); released: 0")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("merge", help="merge the released sliding-window inference shards (<id>_split_<k>) of one run "
+                       "into one predictions file (released sliding_infer_result_concat.py)")
+    p.add_argument("--shards", nargs="+", required=True, help="inference JSONL file(s) of the _split_ windows")
+    p.add_argument("--original", required=True, help="the un-split released data file (e.g. MLDR_val.json)")
+    p.add_argument("--out", required=True, help="merged predictions JSONL (input of f2rvlm eval)")
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("tiny", help="write a tiny, randomly initialised F2RVLM model folder")
     p.add_argument("--family", default="qwen2_vl", choices=list(FAMILIES))
@@ -177,7 +220,7 @@ def run_command(func, *args) -> int:
     except (UserError, ValueError, OSError) as err:
         if os.environ.get("F2RVLM_DEBUG"):
             raise
-        print(f"error: {str(err) or type(err).__name__}", file=sys.stderr)
+        print(f"error: {' '.join(str(err).split()) or type(err).__name__}", file=sys.stderr)  # one line
         return 2
     except KeyboardInterrupt:
         return 130

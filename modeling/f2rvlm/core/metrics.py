@@ -1,32 +1,55 @@
 """The paper's evaluation (docs/protocol.md §5): global (micro) and per-sample (macro) P/R/F1/MCC.
 
 One metric module for everything that scores an answer: `f2rvlm eval`, `recipes/evaluate.py`, the
-model card, the GRPO rewards and the curriculum all call the functions below.
+model card, the GRPO rewards and the curriculum all call the functions below. One record format
+for prediction files, read and written here (`prediction_record`, `read_predictions`).
 
-Conventions, exactly as the released evaluation tool:
+Counting is exactly that of the released evaluation tool (`eval_multi_modal_retrieval_F1.py`):
 
-- Each modality (utterances, images) is scored over a per-sample *universe* `{0..max_id}`, where
-  `max_id` is the largest id tag of that modality in the sample's prompt, and 20 when the prompt
-  has none (a dialogue without images adds 21 true negatives to the image counts).
-- Counts are those of two binary vectors over the universe (is the id predicted, is it gold):
-  duplicated ids count once and ids outside the universe are not counted at all.
-- Global: TP/FP/FN/TN summed over all samples, then P, R, F1, MCC (any zero denominator -> 0).
-- Joint: P and R are harmonic means of the two modalities' P and R; F1 and MCC arithmetic means.
-- Reported to 4 decimals.
-
-The per-sample (macro) variant averages per-sample scores; a sample with empty gold scores
-P = R = F1 = 1 for an empty prediction and 0 otherwise. This project extends the same
-convention to the per-sample MCC (1 or 0), which would otherwise be 0 for every empty-gold sample.
+- Reading an answer text (`released_id_values`): the first `<|utt_ids_start|>...<|utt_ids_end|>`
+  (and img) pair on one line (the released regex has no DOTALL), stripped, parsed with `json.loads`;
+  a missing pair or text that is not JSON counts as an empty list. The parsed JSON value is used as
+  is: non-integer values count as ids of their own (`"3"` and `1.5` never match gold `3`; `1.0` and
+  `true` equal `1` as Python set members), a JSON string counts as the set of its characters, and
+  a value `set()` rejects (a number, `null`, a nested list) makes the sample fail as it does in the
+  released tool (below).
+- Each modality is scored over a per-sample *universe* `{0..max_id}`, where `max_id` is the largest
+  id tag of that modality in the first user message of the record's prompt, and 20 when it has none
+  (a dialogue without images adds 21 true negatives to the image counts).
+- Global counts over id SETS (duplicated ids count once): TP = |pred & gold|, FP = |pred - gold|,
+  FN = |gold - pred|, TN = |universe - (pred | gold)|. A predicted id outside the universe (a
+  hallucinated or out-of-range id, a negative id) is a false positive: a model that invents ids
+  loses precision, as in the paper. Summed over all samples, then P, R, F1, MCC (any zero
+  denominator -> 0). Joint: P and R are harmonic means of the two modalities' P and R; F1 and MCC
+  arithmetic means. Reported to 4 decimals.
+- Per-sample (macro) P/R/F1 count the same sets (hallucinated ids are false positives); a sample
+  with empty gold scores (1, 1, 1) for an empty prediction and (0, 0, 0) otherwise. The per-sample
+  MCC only looks inside the universe: TP = |pred & gold|, FP = |(pred & universe) - gold|,
+  FN = |(gold & universe) - pred|, TN = |universe - pred - gold| (0 for an empty-gold sample, as
+  released; `empty_gold_mcc=True` is this project's option that scores it 1 or 0 like F1). The
+  per-sample joint P/R are harmonic means per sample, averaged; the averages run over the samples
+  that could be scored.
+- A sample whose ids `set()` rejects: in the global counts, the utterance counts of a sample whose
+  image ids fail are kept (the released loop adds them first), nothing of a sample whose utterance
+  ids fail; in the per-sample averages the whole sample is left out. `num_samples` counts it.
+  (`num_failed` says how many.)
+- Prediction files: a record without `labels` or `response`, or a line that is not JSON, is skipped
+  as the released tool skips it (`num_skipped` says how many, with a warning naming the line);
+  `strict=True` makes them errors. A `labels`/`response` that is not a string stops the released
+  tool; here it is an error naming the line.
 
 >>> from f2rvlm.core.protocol import Answer
 >>> report = evaluate([EvalSample(Answer([1, 2], []), Answer([2, 3], []), num_utterances=10, num_images=0)])
 >>> report.utterance.f1, report.image.f1, report.joint.f1
 (0.5, 0.0, 0.25)
+>>> evaluate([EvalSample(Answer([1, 99], []), Answer([1], []), num_utterances=3, num_images=0)]).utterance.precision
+0.5
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -38,12 +61,19 @@ from .protocol import (
     IMAGE_PLACEHOLDER,
     IMG_ID_END,
     IMG_ID_START,
+    IMG_IDS_END,
+    IMG_IDS_START,
     PARSE_MODES,
     UTT_ID_END,
     UTT_ID_START,
+    UTT_IDS_END,
+    UTT_IDS_START,
     Answer,
     parse_answer,
+    render_answer,
 )
+
+logger = logging.getLogger(__name__)
 
 #: Universe size of a modality the prompt has no tag of (max_id = 20).
 NO_TAG_UNIVERSE = 21
@@ -88,10 +118,14 @@ class Scores:
 class Counts:
     """Confusion counts over a universe of ids; they add up across samples.
 
-    >>> c = Counts.of([1, 2, 2], [2, 3], universe_size=10)
-    >>> c
+    `of` counts as the released tool's global metrics (ids outside the universe are false
+    positives); `within` as its per-sample MCC (only ids inside the universe count).
+
+    >>> Counts.of([1, 2, 2, 17], [2, 3], universe_size=10)
+    Counts(tp=1, fp=2, fn=1, tn=7)
+    >>> Counts.within([1, 2, 2, 17], [2, 3], universe_size=10)
     Counts(tp=1, fp=1, fn=1, tn=7)
-    >>> c.scores()
+    >>> Counts.of([1, 2], [2, 3], universe_size=10).scores()
     Scores(precision=0.5, recall=0.5, f1=0.5, mcc=0.375)
     """
 
@@ -101,14 +135,20 @@ class Counts:
     tn: int = 0
 
     @classmethod
-    def of(cls, predicted: Iterable[int], gold: Iterable[int], universe_size: int) -> Counts:
-        """Counts of the binary vectors "predicted" and "gold" over ids `0..universe_size-1`."""
-        universe = range(universe_size)
-        pred = {i for i in predicted if i in universe}
-        true = {i for i in gold if i in universe}
-        tp = len(pred & true)
-        fp, fn = len(pred) - tp, len(true) - tp
-        return cls(tp, fp, fn, universe_size - tp - fp - fn)
+    def of(cls, predicted: Iterable[Any], gold: Iterable[Any], universe_size: int) -> Counts:
+        """Released global counts: TP = |P & G|, FP = |P - G|, FN = |G - P|, TN = |U - (P | G)|
+        over Python sets of the given values (`set()` errors propagate: the caller decides)."""
+        pred, true = set(predicted), set(gold)
+        universe = set(range(universe_size))
+        return cls(len(pred & true), len(pred - true), len(true - pred), len(universe - (pred | true)))
+
+    @classmethod
+    def within(cls, predicted: Iterable[Any], gold: Iterable[Any], universe_size: int) -> Counts:
+        """Released per-sample MCC counts: TP = |P & G| (anywhere), FP, FN, TN inside the universe."""
+        pred, true = set(predicted), set(gold)
+        universe = set(range(universe_size))
+        return cls(len(pred & true), len((pred & universe) - true), len((true & universe) - pred),
+                   len(universe - pred - true))
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.tn + other.tn)
@@ -146,28 +186,64 @@ def universe_size(num_ids: int) -> int:
     return num_ids if num_ids > 0 else NO_TAG_UNIVERSE
 
 
-def set_scores(predicted: Iterable[int], gold: Iterable[int], universe: int | None = None) -> Scores:
-    """Per-sample scores of one modality (macro convention of §5).
+def set_scores(predicted: Iterable[Any], gold: Iterable[Any], universe: int | None = None,
+               empty_gold_mcc: bool = False) -> Scores:
+    """Per-sample scores of one modality, as the released tool's `calculate_prf` / `calculate_mcc`.
 
-    Empty gold: (1, 1, 1, 1) for an empty prediction, else (0, 0, 0, 0). Otherwise P/R/F1 over id
-    sets, and MCC over `universe` ids (0 when `universe` is None).
+    Empty gold: P = R = F1 = 1 for an empty prediction, else 0. Otherwise P/R/F1 over id sets (a
+    hallucinated id is a false positive). MCC over `universe` ids (`Counts.within`; 0 when
+    `universe` is None); with `empty_gold_mcc`, an empty-gold sample's MCC is its F1 (1 or 0).
 
     >>> set_scores([], []), set_scores([1], [])
-    (Scores(precision=1.0, recall=1.0, f1=1.0, mcc=1.0), Scores(precision=0.0, recall=0.0, f1=0.0, mcc=0.0))
-    >>> set_scores([1, 2], [2]).f1
-    0.6666666666666666
+    (Scores(precision=1.0, recall=1.0, f1=1.0, mcc=0.0), Scores(precision=0.0, recall=0.0, f1=0.0, mcc=0.0))
+    >>> set_scores([1, 2], [2]).f1, set_scores([1, 99], [1], universe=5).precision
+    (0.6666666666666666, 0.5)
     """
     pred, true = set(predicted), set(gold)
-    if universe is not None:
-        pred, true = {i for i in pred if 0 <= i < universe}, {i for i in true if 0 <= i < universe}
+    mcc = Counts.within(pred, true, universe).scores().mcc if universe is not None else 0.0
     if not true:
-        return Scores(1.0, 1.0, 1.0, 1.0) if not pred else Scores(0.0, 0.0, 0.0, 0.0)
-    if universe is None:
-        tp = len(pred & true)
-        counts = Counts(tp, len(pred) - tp, len(true) - tp, 0)
-        s = counts.scores()
-        return Scores(s.precision, s.recall, s.f1, 0.0)
-    return Counts.of(pred, true, universe).scores()
+        value = 1.0 if not pred else 0.0
+        return Scores(value, value, value, value if empty_gold_mcc else mcc)
+    tp = len(pred & true)
+    precision, recall = _div(tp, len(pred)), tp / len(true)
+    return Scores(precision, recall, _div(2 * precision * recall, precision + recall), mcc)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading answers as the released tool does
+# ----------------------------------------------------------------------------------------------
+def _released_tagged(text: str, start: str, end: str) -> tuple[Any, bool]:
+    """`re.search(start + "(.*?)" + end)` without DOTALL, in linear time: the first line (split on
+    "\n" only, as `.` excludes only "\n") whose first `start` is followed by an `end`."""
+    for line in text.split("\n"):
+        i = line.find(start)
+        if i < 0:
+            continue
+        j = line.find(end, i + len(start))
+        if j < 0:
+            continue
+        try:
+            return json.loads(line[i + len(start):j].strip()), True
+        except (ValueError, RecursionError):  # JSONDecodeError (RecursionError: released crashes)
+            return [], False
+    return [], True
+
+
+def released_id_values(text: str | None) -> tuple[Any, Any, bool]:
+    """`(utterance value, image value, parsed)` of an answer text as the released tool reads it:
+    the JSON value of each tagged list (`[]` when the tags are missing or the text is not JSON);
+    `parsed` is False when a tagged list was present but not JSON.
+
+    >>> released_id_values('x <|utt_ids_start|>[1, 1, "2"]<|utt_ids_end|>;<|img_ids_start|>[0,<|img_ids_end|>')
+    ([1, 1, '2'], [], False)
+    >>> released_id_values("<|utt_ids_start|>[1,\\n2]<|utt_ids_end|>")  # the list spans a newline: not found
+    ([], [], True)
+    """
+    if text is None:
+        return [], [], True
+    utt, ok_u = _released_tagged(text, UTT_IDS_START, UTT_IDS_END)
+    img, ok_i = _released_tagged(text, IMG_IDS_START, IMG_IDS_END)
+    return utt, img, ok_u and ok_i
 
 
 def length_bucket(num_turns: int) -> str:
@@ -180,40 +256,55 @@ def length_bucket(num_turns: int) -> str:
 # ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SampleScore:
-    """Confusion counts of one sample, per modality."""
+    """Confusion counts of one sample, per modality (released global counting)."""
 
     utterance: Counts
     image: Counts
 
 
 def as_answer(prediction: Any, parse_mode: str = "lenient") -> Answer:
-    """A prediction as an `Answer`: text is parsed with `parse_mode` (unparsable -> empty lists);
-    `Answer`, `{"utterance_ids", "image_ids"}` and `(utterance_ids, image_ids)` are taken as is."""
+    """A prediction as an `Answer` of integer ids (for code that needs ids, e.g. the curriculum):
+    text is parsed with `parse_mode` (lenient: the released reading; values that are not integers
+    are dropped here, unlike `id_values`); `Answer`, `{"utterance_ids", "image_ids"}` and
+    `(utterance_ids, image_ids)` are taken as is."""
+    utt, img, _ = id_values(prediction, parse_mode)
+    return Answer(*([v for v in value if type(v) is int] if isinstance(value, list) else [] for value in (utt, img)))
+
+
+def id_values(prediction: Any, parse_mode: str = "lenient") -> tuple[Any, Any, bool]:
+    """`(utterance ids, image ids, parsed)` of a prediction or gold, as counted by the metrics.
+
+    Text in `lenient` mode is read as the released tool reads it (`released_id_values`: the raw
+    JSON values); in `strict` / `reasoning` mode it must parse (`protocol.parse_answer`), else both
+    lists are empty and `parsed` is False. `Answer`, mappings and pairs are taken as is."""
     if prediction is None or isinstance(prediction, str):
+        if parse_mode == "lenient":
+            return released_id_values(prediction)
+        if parse_mode not in PARSE_MODES:
+            raise ValueError(f"unknown parse mode {parse_mode!r}; choose one of {PARSE_MODES}")
         parsed = parse_answer(prediction, parse_mode) if prediction is not None else None
-        return parsed if parsed is not None else Answer([], [])
+        return (parsed.utterance_ids, parsed.image_ids, True) if parsed is not None else ([], [], False)
     if isinstance(prediction, Answer):
-        return prediction
+        return prediction.utterance_ids, prediction.image_ids, True
     if isinstance(prediction, Mapping):
-        return Answer(list(prediction.get("utterance_ids") or []), list(prediction.get("image_ids") or []))
+        return list(prediction.get("utterance_ids") or []), list(prediction.get("image_ids") or []), True
     utterance_ids, image_ids = prediction
-    return Answer(list(utterance_ids), list(image_ids))
+    return list(utterance_ids), list(image_ids), True
 
 
 def score_sample(prediction: Any, gold: Any, num_utterances: int, num_images: int,
                  parse_mode: str = "lenient") -> SampleScore:
     """Counts of one sample. `num_utterances`/`num_images` are the number of ids of each modality in
-    the prompt (max id + 1); 0 means "no tag", i.e. the 21-id universe.
+    the prompt (max id + 1); 0 means "no tag", i.e. the 21-id universe. Raises `TypeError` where the
+    released tool fails on the sample.
 
-    >>> score_sample("<|utt_ids_start|>[0, 1]<|utt_ids_end|>;<|img_ids_start|>[]<|img_ids_end|>",
+    >>> score_sample("<|utt_ids_start|>[0, 1, 9]<|utt_ids_end|>;<|img_ids_start|>[]<|img_ids_end|>",
     ...              Answer([1], []), num_utterances=5, num_images=0)
-    SampleScore(utterance=Counts(tp=1, fp=1, fn=0, tn=3), image=Counts(tp=0, fp=0, fn=0, tn=21))
+    SampleScore(utterance=Counts(tp=1, fp=2, fn=0, tn=3), image=Counts(tp=0, fp=0, fn=0, tn=21))
     """
-    pred, true = as_answer(prediction, parse_mode), as_answer(gold, "lenient")
-    return SampleScore(
-        Counts.of(pred.utterance_ids, true.utterance_ids, universe_size(num_utterances)),
-        Counts.of(pred.image_ids, true.image_ids, universe_size(num_images)),
-    )
+    pu, pi, _ = id_values(prediction, parse_mode)
+    gu, gi, _ = id_values(gold, "lenient")
+    return SampleScore(Counts.of(pu, gu, universe_size(num_utterances)), Counts.of(pi, gi, universe_size(num_images)))
 
 
 @dataclass(frozen=True)
@@ -221,7 +312,8 @@ class EvalSample:
     """One (prediction, gold) pair with its universe sizes.
 
     `prediction` is model text (parsed with the evaluation's parse mode) or ids; `gold` an `Answer`
-    or answer text. `num_turns` (for the length breakdown) defaults to `num_utterances`.
+    or answer text (read as the released tool reads `labels`). `num_turns` (for the length
+    breakdown) defaults to `num_utterances`.
     """
 
     prediction: Any
@@ -249,10 +341,14 @@ class EvaluationReport:
     per_sample: dict[str, Scores] | None = None
     by_length: dict[str, EvaluationReport] = field(default_factory=dict)
     num_unparsed: int = 0
+    num_failed: int = 0
+    num_skipped: int = 0
 
     def to_dict(self, per_sample: bool = False) -> dict:
         """The released tool's JSON (`sentence_metrics`, `image_metrics`, `joint_metrics`,
-        `num_samples`); with `per_sample`, also `per_sample_metrics`, `by_length` and `counts`."""
+        `num_samples`); with `per_sample`, also `per_sample_metrics` (the released per-sample
+        function's structure: `avg_precision`, ...), `by_length`, `counts` and the number of
+        unparsed / failed / skipped records."""
         out: dict[str, Any] = {
             "sentence_metrics": self.utterance.to_dict(),
             "image_metrics": self.image.to_dict(),
@@ -262,54 +358,63 @@ class EvaluationReport:
         if per_sample:
             if self.per_sample is not None:
                 out["per_sample_metrics"] = {
-                    name: scores.to_dict(prefix="") for name, scores in self.per_sample.items()
+                    f"{name}_metrics": scores.to_dict(prefix="avg_") for name, scores in self.per_sample.items()
                 }
+                out["per_sample_metrics"]["num_samples"] = self.num_samples
             out["by_length"] = {name: sub.to_dict(per_sample=True) for name, sub in self.by_length.items()}
             out["counts"] = {
                 "sentence": self.utterance_counts.__dict__.copy(), "image": self.image_counts.__dict__.copy(),
             }
             out["num_unparsed"] = self.num_unparsed
+            out["num_failed"] = self.num_failed
+            out["num_skipped"] = self.num_skipped
         return out
 
 
 def evaluate(samples: Sequence[EvalSample], parse_mode: str = "lenient", per_sample: bool = False,
-             by_length: bool = False) -> EvaluationReport:
+             by_length: bool = False, empty_gold_mcc: bool = False) -> EvaluationReport:
     """Score a set of samples: global metrics always, macro metrics and the length breakdown on request.
 
-    Text predictions that do not parse in `parse_mode` count as empty answers (`num_unparsed` says
-    how many); `lenient` is the released tool's behaviour.
+    `lenient` (default) reads answer texts as the released tool does; in `strict` / `reasoning`
+    mode a text that does not parse counts as an empty answer. `num_unparsed` counts texts with
+    an unparsable list, `num_failed` samples the released tool fails on (module docstring).
     """
     if parse_mode not in PARSE_MODES:
         raise ValueError(f"unknown parse mode {parse_mode!r}; choose one of {PARSE_MODES}")
     utt_total, img_total = Counts(), Counts()
-    macro = {"sentence": [0.0] * 4, "image": [0.0] * 4}
-    unparsed = 0
+    rows: list[tuple[Scores, Scores, Scores]] = []
+    unparsed = failed = 0
     for sample in samples:
-        if isinstance(sample.prediction, str) and parse_answer(sample.prediction, parse_mode) is None:
-            unparsed += 1
-        pred, gold = as_answer(sample.prediction, parse_mode), as_answer(sample.gold, "lenient")
+        pu, pi, ok = id_values(sample.prediction, parse_mode)
+        unparsed += not ok
+        gu, gi, _ = id_values(sample.gold, "lenient")
         u_size, i_size = universe_size(sample.num_utterances), universe_size(sample.num_images)
-        utt_total += Counts.of(pred.utterance_ids, gold.utterance_ids, u_size)
-        img_total += Counts.of(pred.image_ids, gold.image_ids, i_size)
+        try:  # the released loop adds the utterance counts before it reads the image ids
+            utt_total += Counts.of(pu, gu, u_size)
+            img_total += Counts.of(pi, gi, i_size)
+        except TypeError:
+            failed += 1
+            continue
         if per_sample:
-            for name, p, g, size in (("sentence", pred.utterance_ids, gold.utterance_ids, u_size),
-                                     ("image", pred.image_ids, gold.image_ids, i_size)):
-                s = set_scores(p, g, size)
-                for k, v in enumerate((s.precision, s.recall, s.f1, s.mcc)):
-                    macro[name][k] += v
+            u = set_scores(pu, gu, u_size, empty_gold_mcc)
+            i = set_scores(pi, gi, i_size, empty_gold_mcc)
+            rows.append((u, i, joint_scores(u, i)))
     n = len(samples)
     utterance, image = utt_total.scores(), img_total.scores()
     report = EvaluationReport(n, utterance, image, joint_scores(utterance, image), utt_total, img_total,
-                              num_unparsed=unparsed)
+                              num_unparsed=unparsed, num_failed=failed)
     if per_sample:
-        u_macro = Scores(*(_div(v, n) for v in macro["sentence"]))
-        i_macro = Scores(*(_div(v, n) for v in macro["image"]))
-        report.per_sample = {"sentence": u_macro, "image": i_macro, "joint": joint_scores(u_macro, i_macro)}
+        report.per_sample = {
+            name: Scores(*(_div(sum(getattr(r[k], f) for r in rows), len(rows))
+                           for f in ("precision", "recall", "f1", "mcc")))
+            for k, name in enumerate(("sentence", "image", "joint"))
+        }
     if by_length:
         for bucket in LENGTH_BUCKETS:
             subset = [s for s in samples if length_bucket(s.turns) == bucket]
             if subset:
-                report.by_length[bucket] = evaluate(subset, parse_mode, per_sample=per_sample)
+                report.by_length[bucket] = evaluate(subset, parse_mode, per_sample=per_sample,
+                                                    empty_gold_mcc=empty_gold_mcc)
     return report
 
 
@@ -356,41 +461,48 @@ def prompt_text(prompt: Any) -> str:
     return _message_text(prompt)
 
 
-def sample_from_record(record: Mapping) -> EvalSample:
-    """An `EvalSample` from one record of a predictions file (released inference JSONL or ours).
+class SkippedRecord(Exception):
+    """A record the released tool skips (no `labels` or no `response`)."""
 
-    Released: `{"messages": [system?, user, assistant], "labels": gold text, "response": text}`;
-    the universe comes from the user prompt's id tags, gold from `labels` (else the assistant
-    message). Ours: `{"prediction": text | {"utterance_ids", "image_ids"}, "gold_utterance_ids",
-    "gold_image_ids", "num_turns", "num_images"}` (`"gold"`/`"solution"` answer text may replace
-    the two gold lists, and `"prompt"` the two sizes). Raises `KeyError`/`TypeError`/`ValueError`
-    naming the field when the record is malformed.
+
+def sample_from_record(record: Mapping) -> EvalSample:
+    """An `EvalSample` from one record of a predictions file.
+
+    The record format (`prediction_record` writes it; it is the released inference JSONL):
+    `{"messages": [system?, user, assistant?], "labels": gold answer text, "response": model text,
+    ...}`; the universe comes from the id tags of the first user message (21 ids per modality when
+    there is none). A record without `labels` or `response` raises `SkippedRecord` (the released
+    tool skips it). Older f2rvlm records are still read: `{"prediction": text | {"utterance_ids",
+    "image_ids"}, "gold_utterance_ids", "gold_image_ids", "num_turns", "num_images"}` (`"gold"` /
+    `"solution"` answer text may replace the two gold lists, `"prompt"` the two sizes), and
+    `{"utterance_ids", "image_ids", "gold_utterance_ids", "gold_image_ids", "num_turns",
+    "num_images"}`. Raises `KeyError`/`TypeError`/`ValueError` naming the field when malformed.
     """
     if not isinstance(record, Mapping):
         raise TypeError(f"record must be a JSON object, got {type(record).__name__}")
-    if "messages" in record:
-        messages = record["messages"]
-        if not isinstance(messages, list) or not all(isinstance(m, Mapping) for m in messages):
-            raise TypeError("'messages' must be a list of {role, content} objects")
-        users = [m for m in messages if m.get("role") == "user"]
-        if not users:
-            raise ValueError("'messages' has no user message (the prompt)")
-        prompt = _message_text(users[0].get("content"))
-        if "response" not in record:
-            raise KeyError("response")
-        gold = record.get("labels")
-        if gold is None:
-            assistants = [m for m in messages if m.get("role") == "assistant"]
-            if not assistants:
-                raise KeyError("labels (and no assistant message to take the gold answer from)")
-            gold = _message_text(assistants[-1].get("content"))
-        if not isinstance(gold, str):
-            raise TypeError("'labels' must be the gold answer string")
-        response = record["response"]
-        if response is not None and not isinstance(response, str):
-            raise TypeError("'response' must be a string")
-        num_utt, num_img, turns = prompt_universe(prompt)
-        return EvalSample(response, gold, num_utt, num_img, turns, _sample_id(record))
+    if "prediction" in record or ("utterance_ids" in record and "gold_utterance_ids" in record):
+        return _legacy_sample(record)
+    missing = [k for k in ("labels", "response") if k not in record]
+    if missing:
+        raise SkippedRecord(f"no {' and no '.join(missing)}")
+    gold, response = record["labels"], record["response"]
+    if not isinstance(gold, str):
+        raise TypeError("'labels' must be the gold answer string")
+    if not isinstance(response, str):
+        raise TypeError("'response' must be a string")
+    prompt = ""
+    messages = record.get("messages", [])
+    if not isinstance(messages, list) or not all(isinstance(m, Mapping) for m in messages):
+        raise TypeError("'messages' must be a list of {role, content} objects")
+    for message in messages:  # the first user message, as released
+        if message.get("role") == "user":
+            prompt = _message_text(message.get("content", ""))
+            break
+    num_utt, num_img, turns = prompt_universe(prompt)
+    return EvalSample(response, gold, num_utt, num_img, turns, _sample_id(record))
+
+
+def _legacy_sample(record: Mapping) -> EvalSample:
     if "prediction" in record:
         prediction = record["prediction"]
         if isinstance(prediction, Mapping):
@@ -398,28 +510,126 @@ def sample_from_record(record: Mapping) -> EvalSample:
                                 _id_list(prediction, "image_ids", "prediction."))
         elif prediction is not None and not isinstance(prediction, str):
             raise TypeError("'prediction' must be answer text or {utterance_ids, image_ids}")
-        if "gold_utterance_ids" in record or "gold_image_ids" in record:
-            gold: Any = Answer(_id_list(record, "gold_utterance_ids"), _id_list(record, "gold_image_ids"))
-        elif isinstance(record.get("gold", record.get("solution")), str):
-            gold = record.get("gold", record.get("solution"))
-        else:
-            raise KeyError("gold_utterance_ids/gold_image_ids (or gold answer text in 'gold'/'solution')")
-        if "num_turns" in record:
-            num_utt, num_img = _count(record, "num_turns"), _count(record, "num_images")
-            turns = num_utt
-        elif isinstance(record.get("prompt"), str):
-            num_utt, num_img, turns = prompt_universe(record["prompt"])
-        else:
-            raise KeyError("num_turns and num_images (or the 'prompt' they come from)")
-        if isinstance(gold, Answer):  # our format states the sizes: gold must fit in them
-            for name, ids, size in (("gold_utterance_ids", gold.utterance_ids, num_utt),
-                                    ("gold_image_ids", gold.image_ids, num_img)):
-                bad = [i for i in ids if not 0 <= i < size]
-                if bad:
-                    raise ValueError(f"'{name}' has ids {bad} out of range for a sample with {size} "
-                                     f"{'turns' if name == 'gold_utterance_ids' else 'images'}")
-        return EvalSample(prediction, gold, num_utt, num_img, turns, _sample_id(record))
-    raise KeyError("'messages' (released inference format) or 'prediction' (f2rvlm format)")
+    else:
+        prediction = Answer(_id_list(record, "utterance_ids"), _id_list(record, "image_ids"))
+    if "gold_utterance_ids" in record or "gold_image_ids" in record:
+        gold: Any = Answer(_id_list(record, "gold_utterance_ids"), _id_list(record, "gold_image_ids"))
+    elif isinstance(record.get("gold", record.get("solution")), str):
+        gold = record.get("gold", record.get("solution"))
+    else:
+        raise KeyError("gold_utterance_ids/gold_image_ids (or gold answer text in 'gold'/'solution')")
+    if "num_turns" in record:
+        num_utt, num_img = _count(record, "num_turns"), _count(record, "num_images")
+        turns = num_utt
+    elif isinstance(record.get("prompt"), str):
+        num_utt, num_img, turns = prompt_universe(record["prompt"])
+    else:
+        raise KeyError("num_turns and num_images (or the 'prompt' they come from)")
+    if isinstance(gold, Answer):  # this format states the sizes: gold must fit in them
+        for name, ids, size in (("gold_utterance_ids", gold.utterance_ids, num_utt),
+                                ("gold_image_ids", gold.image_ids, num_img)):
+            bad = [i for i in ids if not 0 <= i < size]
+            if bad:
+                raise ValueError(f"'{name}' has ids {bad} out of range for a sample with {size} "
+                                 f"{'turns' if name == 'gold_utterance_ids' else 'images'}")
+    return EvalSample(prediction, gold, num_utt, num_img, turns, _sample_id(record))
+
+
+def prediction_record(prompt: str, response: Any, gold: Any, *, system: str | None = None, **extra) -> dict:
+    """One record of a predictions file (the format `read_predictions` and the released tool read).
+
+    `prompt`: the rendered user prompt (its id tags give the universe); `response`: the model's
+    answer text, or ids (`Answer` / pair), rendered with `protocol.render_answer`; `gold`: answer
+    text or ids. `extra` fields (dialogue_id, query, raw text, latency...) are kept as they are.
+
+    >>> r = prediction_record("<|utt_id_start|>0<|utt_id_end|> a: hi", Answer([0], []), Answer([0], []), dialogue_id="d")
+    >>> sorted(r), r["response"] == r["labels"]
+    (['dialogue_id', 'labels', 'messages', 'response'], True)
+    """
+    def text(value):
+        if isinstance(value, str):
+            return value
+        ids = as_answer(value)
+        return render_answer(ids.utterance_ids, ids.image_ids)
+
+    labels = text(gold)
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": prompt}, {"role": "assistant", "content": labels}]
+    return {"messages": messages, "labels": labels, "response": text(response), **extra}
+
+
+def write_predictions(records: Iterable[Mapping], path: str | os.PathLike) -> str:
+    """Write prediction records as JSON Lines (UTF-8, one record a line); returns the path."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(dict(r), ensure_ascii=False) + "\n" for r in records)
+    return path
+
+
+#: Window suffix of the released sliding-window inference: `<dialogue_id>_split_<k>`.
+SPLIT_MARKER = "_split_"
+_DIGITS = re.compile(r"\d+")
+
+
+def _image_path(image: Any) -> Any:
+    return image.get("path") if isinstance(image, Mapping) else image
+
+
+def merge_split_predictions(shard_records: Iterable[Mapping], original_records: Sequence[Mapping]) -> list[dict]:
+    """One prediction record per dialogue from the released sliding-window inference shards, as the
+    released `sliding_infer_result_concat.py` merges them (docs/protocol.md §8).
+
+    Shards are grouped by `dialogue_id.split("_split_")[0]`; from each shard's `response` the
+    tagged lists are read (DOTALL) and every run of digits in them is an id; utterance ids are
+    global and unioned; a window's image id k is its `images[k]` path, mapped to the id of that
+    path in the original record's `images`. Each merged record takes `labels` (the original's
+    `solution`), `messages` and `images` from the original record of that dialogue id (the last one
+    when several records share it, as released); the response is
+    `<|utt_ids_start|>[sorted ids]<|utt_ids_end|>;<|img_ids_start|>[sorted ids]<|img_ids_end|>`.
+    Dialogues missing from the original file are left out with a warning, as released. (Released
+    images may be paths or `{"path": ...}` objects; both are read here, the released script needs
+    paths in the original file.)
+
+    >>> shards = [{"dialogue_id": "d_split_0", "response": render_answer([1], [0]), "images": [{"path": "b.png"}]},
+    ...           {"dialogue_id": "d_split_1", "response": render_answer([30, 1], [0]), "images": [{"path": "c.png"}]}]
+    >>> merged = merge_split_predictions(shards, [{"dialogue_id": "d", "solution": "g", "images": ["a.png", "b.png", "c.png"]}])
+    >>> merged[0]["response"], merged[0]["labels"]
+    ('<|utt_ids_start|>[1, 30]<|utt_ids_end|>;<|img_ids_start|>[1, 2]<|img_ids_end|>', 'g')
+    """
+    original: dict[str, Mapping] = {}
+    for record in original_records:
+        original[record["dialogue_id"]] = record
+    groups: dict[str, tuple[set, set]] = {}
+    for record in shard_records:
+        base_id = str(record["dialogue_id"]).split(SPLIT_MARKER)[0]
+        utts, paths = groups.setdefault(base_id, (set(), set()))
+        response = record["response"]
+        lists = []
+        for start, end in ((UTT_IDS_START, UTT_IDS_END), (IMG_IDS_START, IMG_IDS_END)):
+            i = response.find(start)
+            j = response.find(end, i + len(start)) if i >= 0 else -1
+            content = response[i + len(start):j].strip() if j >= 0 else "[]"
+            lists.append([] if content == "[]" else [int(d) for d in _DIGITS.findall(content)])
+        utts.update(lists[0])
+        window_images = {k: _image_path(img) for k, img in enumerate(record.get("images") or [])}
+        paths.update(window_images[k] for k in lists[1] if k in window_images)
+    merged = []
+    for base_id, (utts, paths) in groups.items():
+        if base_id not in original:
+            logger.warning("dialogue_id=%s is not in the original file; left out (as released)", base_id)
+            continue
+        source = original[base_id]
+        path_to_id = {_image_path(img): k for k, img in enumerate(source.get("images") or [])}
+        image_ids = sorted({path_to_id[p] for p in paths if p in path_to_id})
+        merged.append({
+            "dialogue_id": base_id,
+            "response": f"{UTT_IDS_START}{sorted(utts)}{UTT_IDS_END};{IMG_IDS_START}{image_ids}{IMG_IDS_END}",
+            "labels": source.get("solution", ""),
+            "messages": source.get("messages", []),
+            "images": source.get("images", []),
+        })
+    return merged
 
 
 def _sample_id(record: Mapping) -> str | None:
@@ -441,14 +651,34 @@ def _count(record: Mapping, key: str) -> int:
     return value
 
 
-def read_predictions(path: str | os.PathLike) -> list[EvalSample]:
-    """All samples of a predictions file: JSON Lines (one record a line, blank lines skipped) or a
-    JSON list. `PredictionFileError` names the file and line of the first malformed record."""
+@dataclass
+class PredictionFile:
+    """The samples of a predictions file and how many records were skipped (as released)."""
+
+    samples: list[EvalSample]
+    skipped: list[str] = field(default_factory=list)
+
+
+def read_prediction_file(path: str | os.PathLike, strict: bool = False) -> PredictionFile:
+    """All samples of a predictions file: JSON Lines (one record a line) or a JSON list.
+
+    As the released tool, a line that is not JSON or a record without `labels`/`response` is
+    skipped (each one logged as a warning naming the file and line; blank lines too, silently);
+    `strict=True` makes them errors. Any other malformed record raises `PredictionFileError`
+    naming the file and line."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise PredictionFileError(f"predictions file not found: {path}")
     with open(path, encoding="utf-8") as f:
         text = f.read()
+    skipped: list[str] = []
+
+    def skip(where: str, why: str) -> None:
+        if strict:
+            raise PredictionFileError(f"{path}, {where}: {why}")
+        skipped.append(f"{where}: {why}")
+        logger.warning("%s, %s: %s; skipped, as the released evaluation tool skips it", path, where, why)
+
     if text.lstrip().startswith("["):
         try:
             records = json.loads(text)
@@ -457,33 +687,45 @@ def read_predictions(path: str | os.PathLike) -> list[EvalSample]:
         located = [(f"record {i}", r) for i, r in enumerate(records)]
     else:
         located = []
-        for lineno, line in enumerate(text.splitlines(), 1):
+        for lineno, line in enumerate(text.split("\n"), 1):
             if not line.strip():
                 continue
             try:
                 located.append((f"line {lineno}", json.loads(line)))
             except json.JSONDecodeError as err:
-                raise PredictionFileError(f"{path}, line {lineno}: not valid JSON ({err.msg})") from None
+                skip(f"line {lineno}", f"not valid JSON ({err.msg})")
     samples = []
     for where, record in located:
         try:
             samples.append(sample_from_record(record))
+        except SkippedRecord as err:
+            skip(where, f"missing field: {err}")
         except KeyError as err:
             raise PredictionFileError(f"{path}, {where}: missing field {err.args[0]}") from None
         except (TypeError, ValueError) as err:
             raise PredictionFileError(f"{path}, {where}: {err}") from None
     if not samples:
         raise PredictionFileError(f"{path}: no predictions in the file")
-    return samples
+    return PredictionFile(samples, skipped)
 
 
-def evaluate_predictions_file(path: str | os.PathLike, parse_mode: str = "lenient", per_sample: bool = False) -> dict:
+def read_predictions(path: str | os.PathLike, strict: bool = False) -> list[EvalSample]:
+    """The samples of a predictions file (`read_prediction_file`)."""
+    return read_prediction_file(path, strict).samples
+
+
+def evaluate_predictions_file(path: str | os.PathLike, parse_mode: str = "lenient", per_sample: bool = False,
+                              strict: bool = False, empty_gold_mcc: bool = False) -> dict:
     """The metrics of a predictions file as a JSON-ready dict (what `f2rvlm eval` prints).
 
-    Without `per_sample` the dict has exactly the released tool's structure (drop-in replacement);
-    with it, macro metrics, the length breakdown and the raw counts are added.
+    Without `per_sample` the dict is exactly the released tool's output; with it, the released
+    per-sample metrics, the length breakdown, the raw counts and the unparsed / failed / skipped
+    numbers are added.
     """
-    report = evaluate(read_predictions(path), parse_mode, per_sample=per_sample, by_length=per_sample)
+    loaded = read_prediction_file(path, strict)
+    report = evaluate(loaded.samples, parse_mode, per_sample=per_sample, by_length=per_sample,
+                      empty_gold_mcc=empty_gold_mcc)
+    report.num_skipped = len(loaded.skipped)
     return report.to_dict(per_sample=per_sample)
 
 
@@ -491,11 +733,15 @@ def format_report(report: Mapping) -> str:
     """A readable table of a `evaluate_predictions_file` dict."""
     lines = [f"samples: {report['num_samples']}", _table(report)]
     if "per_sample_metrics" in report:
-        lines += ["", "per-sample (macro):", _table(report["per_sample_metrics"], prefix="")]
+        lines += ["", "per-sample (macro):", _table(report["per_sample_metrics"], prefix="avg_")]
     for bucket, sub in (report.get("by_length") or {}).items():
         lines += ["", f"dialogues with {bucket} turns ({sub['num_samples']} samples):", _table(sub)]
     if report.get("num_unparsed"):
-        lines += ["", f"unparsable responses (scored as empty answers): {report['num_unparsed']}"]
+        lines += ["", f"responses with an unparsable id list (scored as empty lists): {report['num_unparsed']}"]
+    if report.get("num_failed"):
+        lines += [f"samples the released tool fails on (ids that are not a list of values): {report['num_failed']}"]
+    if report.get("num_skipped"):
+        lines += [f"records skipped (not JSON, or no labels / response): {report['num_skipped']}"]
     return "\n".join(lines)
 
 
