@@ -22,50 +22,58 @@ from f2rvlm.training.rewards import (
 )
 
 A = render_answer
-PATTERN = r"^<\|utt_ids_start\|>(\[[\d,\s]*\])<\|utt_ids_end\|>;<\|img_ids_start\|>(\[[\d,\s]*\])<\|img_ids_end\|>$"
+# The released plugin.py pattern (absolute end anchoring), re-coded here independently.
+PATTERN = (r"^<\|utt_ids_start\|>(\[(?P<utt>[\d,\s]*)\])<\|utt_ids_end\|>;"
+           r"<\|img_ids_start\|>(\[(?P<img>[\d,\s]*)\])<\|img_ids_end\|>(?![\s\S])")
 
 
 def test_doctests():
     assert doctest.testmod(rewards).failed == 0
 
 
-# -- reference (released definitions) ------------------------------------------------------------
-def ref_lists(text):
-    m = re.match(PATTERN, text)
-    if not m:
-        return None
-    try:
-        return json.loads(m.group(1)), json.loads(m.group(2))
-    except ValueError:
-        return None
+# -- reference: released RetrievalF1 and the first RetrievalFormat.__call__, as written there -------
+def ref_parse(id_str):
+    if not id_str.strip():
+        return []
+    return [int(x.strip()) for x in id_str.split(",") if x.strip()]
 
 
-def ref_f1(pred, gold):
-    p, g = set(pred), set(gold)
-    if not p and not g:
+def ref_f1(predicted, ground_truth):
+    if not predicted and not ground_truth:
         return 1.0
-    inter = len(p & g)
-    if inter == 0:
+    inter = len(set(predicted).intersection(set(ground_truth)))
+    precision = inter / len(predicted) if predicted else 0.0
+    recall = inter / len(ground_truth) if ground_truth else 0.0
+    if precision + recall == 0:
         return 0.0
-    prec, rec = inter / len(p), inter / len(g)
-    return 2 * prec * rec / (prec + rec)
+    return 2 * (precision * recall) / (precision + recall)
 
 
-def ref_f1_reward(completion, solution):
-    a, b = ref_lists(completion), ref_lists(solution)
-    if a is None or b is None:
+def ref_f1_reward(content, sol):
+    try:
+        gen, true = re.match(PATTERN, content), re.match(PATTERN, sol)
+        if not gen or not true:
+            return 0.0
+        total = 0.0
+        for key in ("utt", "img"):
+            p, g = ref_parse(gen.group(key)), ref_parse(true.group(key))
+            total += ref_f1(p, g) * 0.95 ** abs(len(p) - len(g)) * 0.5
+        return total
+    except Exception:
         return 0.0
-    total = 0.0
-    for p, g in zip(a, b):
-        total += 0.5 * ref_f1(p, g) * 0.95 ** abs(len(p) - len(g))
-    return total
 
 
-def ref_format_reward(completion):
-    a = ref_lists(completion)
-    if a is None:
+def ref_format_reward(content):
+    try:
+        m = re.match(PATTERN, content)
+        if not m:
+            return 0.0
+        u, i = m.group("utt").strip(), m.group("img").strip()
+        u = [int(x) for x in u.split(",") if x.strip()] if u else []
+        i = [int(x) for x in i.split(",") if x.strip()] if i else []
+        return 0.0 if len(set(u)) != len(u) or len(set(i)) != len(i) else 1.0
+    except Exception:
         return 0.0
-    return 1.0 if all(len(set(x)) == len(x) for x in a) else 0.0
 
 
 def random_completion(rng):
@@ -73,29 +81,46 @@ def random_completion(rng):
     i = [rng.randrange(4) for _ in range(rng.randint(0, 3))]
     if rng.random() < 0.5:
         u, i = sorted(set(u)), sorted(set(i))
-    kind = rng.randrange(8)
+    kind = rng.randrange(16)
     if kind == 0:
         return "x" + A(u, i)
     if kind == 1:
-        return A(u, i) + "\n"
+        return A(u, i) + rng.choice(["\n", " ", "\t", "\r\n", "\n\n"])  # trailing whitespace
     if kind == 2:
         return A(u, i).replace(", ", ",")
     if kind == 3:
         return "<|utt_ids_start|>[1,,2]<|utt_ids_end|>;<|img_ids_start|>[]<|img_ids_end|>"
     if kind == 4:
         return A(u, i).replace("]<|utt", "<|utt")
+    if kind == 5:
+        return A(u, i).replace(", ", " ", 1)  # "1 2": a piece that is not an integer
+    if kind == 6:
+        return A(u, i).replace("[", "[ ,", 1).replace("]", ", ]", 1)  # empty pieces
+    if kind == 7:
+        return A(u + u[:1], i)  # duplicate
+    if kind == 8:
+        return A(u, i).replace("[", "[\n", 1)  # whitespace inside the list
+    if kind == 9:
+        return "<think>x</think><answer>" + A(u, i) + "</answer>"
+    if kind == 10:
+        return A(u, i).replace("1", "١")  # a Unicode digit: \d matches, int() reads it
     return A(u, i)
+
+
+def random_solution(rng):
+    gold = A(sorted(rng.sample(range(12), rng.randint(0, 4))), sorted(rng.sample(range(4), rng.randint(0, 2))))
+    return gold + "\n" if rng.random() < 0.03 else gold  # a gold with a trailing newline scores 0, as released
 
 
 def test_same_numbers_as_released_definitions():
     rng = random.Random(0)
-    completions = [random_completion(rng) for _ in range(400)]
-    solutions = [A(sorted(rng.sample(range(12), rng.randint(0, 4))), sorted(rng.sample(range(4), rng.randint(0, 2))))
-                 for _ in completions]
+    completions = [random_completion(rng) for _ in range(3000)]
+    solutions = [random_solution(rng) for _ in completions]
     chat = [[{"role": "assistant", "content": c}] for c in completions]
     assert fragment_f1_reward(chat, solutions) == [ref_f1_reward(c, s) for c, s in zip(completions, solutions)]
     assert format_reward(completions) == [ref_format_reward(c) for c in completions]
     assert len({round(x, 6) for x in fragment_f1_reward(completions, solutions)}) > 10  # not degenerate
+    assert 0 < sum(format_reward(completions)) < len(completions)
 
 
 # -- hand-computed ------------------------------------------------------------------------------
@@ -103,7 +128,11 @@ def test_same_numbers_as_released_definitions():
     (A([], []), A([], []), 1.0, 1.0),                          # both empty
     (A([2], []), A([], []), 0.5, 1.0),                         # empty gold: utterance F1 0, images both empty 1
     (A([2], [0]), A([2], [0]), 1.0, 1.0),                      # single elements
-    (A([2, 2], []), A([2], []), 0.5 * 0.95 + 0.5, 0.0),        # duplicate: set F1 1, raw length penalty
+    (A([2, 2], []), A([2], []), 0.5 * (2 / 3) * 0.95 + 0.5, 0.0),  # duplicate: P = 1/2 (raw length), penalty
+    (A([2], []) + "\n", A([2], []), 0.0, 0.0),                 # trailing newline: absolute end anchoring
+    (A([2], []), A([2], []) + "\n", 0.0, 1.0),                 # ... on the gold too
+    ("<|utt_ids_start|>[1 2]<|utt_ids_end|>;<|img_ids_start|>[]<|img_ids_end|>", A([1], []), 0.0, 0.0),
+    ("<|utt_ids_start|>[2,,]<|utt_ids_end|>;<|img_ids_start|>[]<|img_ids_end|>", A([2], []), 1.0, 1.0),
     ("[2]", A([2], []), 0.0, 0.0),                             # malformed
     (" " + A([2], []), A([2], []), 0.0, 0.0),                  # text before the answer
     (A([1, 2], [5]), A([2, 3, 4], []), 0.5 * 0.4 * 0.95 + 0.0, 1.0),
@@ -129,7 +158,8 @@ def test_reasoning_mode_every_reward(monkeypatch):
     cols = {"num_turns": [3, 3], "images": [[], []], "utterances": [[{"text": "a"}, {"text": "b"}, {"text": "c"}]] * 2}
     for name in ("fragment_f1", "format", "mcc"):
         got = r[name]([wrapped, A([1], [])], solution=[gold, gold], **cols)
-        assert got[0] > 0 and got[1] == 0.0, name
+        # the released MCC reward reads an unmatched answer as empty lists: images both empty -> 1
+        assert got[0] > 0 and got[1] == (0.5 if name == "mcc" else 0.0), name
     assert r["coherence"]([wrapped, A([1], [])], [gold] * 2, **cols) == [0.5, 0.0]
     # the module-level functions follow the environment switch at call time
     monkeypatch.setenv("F2RVLM_REWARD_REASONING", "1")
@@ -139,11 +169,12 @@ def test_reasoning_mode_every_reward(monkeypatch):
 
 
 def test_mcc_universe_from_columns_or_prompt():
-    # universe 4 utterances, no images -> image MCC 0 (zero denominators); utterance: tp=1 tn=3 -> 1
-    assert mcc_reward([A([1], [])], [A([1], [])], num_turns=[4], images=[[]]) == [0.5]
+    # released: utterance tp=1 tn=3 -> 1; images both empty -> 1; one list empty -> 0
+    assert mcc_reward([A([1], [])], [A([1], [])], num_turns=[4], images=[[]]) == [1.0]
+    assert mcc_reward([A([1], [0])], [A([1], [])], num_turns=[4], images=[["x"]]) == [0.5]
     prompt = [{"role": "user", "content": [{"type": "text", "text": "".join(
         f"<|utt_id_start|>{u}<|utt_id_end|> a: x\n" for u in range(4))}]}]
-    assert mcc_reward([A([1], [])], [A([1], [])], prompts=[prompt]) == [0.5]
+    assert mcc_reward([A([1], [])], [A([1], [])], prompts=[prompt]) == [1.0]
     with pytest.raises(ValueError, match="universe"):
         mcc_reward([A([1], [])], [A([1], [])])
 

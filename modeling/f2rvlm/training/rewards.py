@@ -8,18 +8,34 @@ text (dataset column), and other dataset columns arrive by name. Weights F1 : co
     reward_funcs: [f2rvlm.training.rewards.fragment_f1_reward, f2rvlm.training.rewards.coherence_reward, f2rvlm.training.rewards.format_reward]
     reward_weights: [1.0, 1.0, 0.3]
 
-Built on `protocol.parse_answer` (the one parser) and `metrics` (the one metric module).
+The F1 and format rewards are the released definitions (`plugin.py`: `RetrievalF1`, the first
+`RetrievalFormat.__call__`), value for value:
 
-Fixes of the released defects (docs/protocol.md §6):
-- the coherence reward also scores utterance-only and image-only predictions;
+- strict pattern anchored at the absolute end (`(?![\s\S])`: a trailing newline fails), matched on
+  both completion and gold (either fails -> 0);
+- ids: the bracket content split on ",", empty pieces skipped, each piece `int()`-ed; a piece that
+  is not an integer (e.g. "1 2") gives 0 (the released `except` branch);
+- F1 reward: per modality, precision = |set(pred) & set(gold)| / len(pred list) and recall = ... /
+  len(gold list) (raw lengths: a repeated id lowers precision), F1 (both lists empty -> 1), times
+  `0.95 ** abs(len(pred list) - len(gold list))`; reward = 0.5 * utterance + 0.5 * image;
+- format reward: 1 when the pattern matches, every piece is an integer and neither list repeats
+  an id. (Released defect, docs/protocol.md §6: a second `__call__` in the same class overrides
+  this one and demands `<think>...</think><answer>...</answer>`; that definition is this module's
+  reasoning-mode format reward.)
+
+Deliberate differences (docs/protocol.md "Deliberate differences"):
+- the coherence reward also scores utterance-only and image-only predictions (released: 0), and
+  scores 0 for a completion that does not match the pattern when the gold is empty (released: 1.0,
+  as an unmatched completion reads as empty there);
 - reasoning mode is one switch for every reward: `make_rewards(reasoning=True)`, or
   `F2RVLM_REWARD_REASONING=1` for the module-level functions. Then each reward reads the answer
-  from inside `<answer>` of `<think>...</think><answer>...</answer>` (parsed strictly), and the
-  format reward demands that wrapper. The plain answer is the default.
+  from inside `<answer>` of `<think>...</think><answer>...</answer>` (the released second format
+  definition's outer pattern), and the format reward is that released definition. The plain
+  answer is the default.
 
 >>> gold = "<|utt_ids_start|>[3, 4]<|utt_ids_end|>;<|img_ids_start|>[]<|img_ids_end|>"
->>> fragment_f1_reward([gold, "<|utt_ids_start|>[3]<|utt_ids_end|>;<|img_ids_start|>[]<|img_ids_end|>"], [gold] * 2)
-[1.0, 0.8166666666666667]
+>>> fragment_f1_reward([gold, "<|utt_ids_start|>[3]<|utt_ids_end|>;<|img_ids_start|>[]<|img_ids_end|>", gold + "\\n"], [gold] * 3)
+[1.0, 0.8166666666666667, 0.0]
 >>> format_reward([[{"role": "assistant", "content": gold}], "3, 4"])
 [1.0, 0.0]
 """
@@ -28,13 +44,14 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ..core.metrics import Counts, prompt_text, prompt_universe, universe_size
-from ..core.protocol import Answer, has_duplicates, parse_answer
+from ..core.protocol import Answer, has_duplicates
 
 #: Weights of the paper (F1 : coherence : format = 1 : 1 : 0.3), in `REWARD_FUNCS` order.
 REWARD_WEIGHTS: dict[str, float] = {"fragment_f1": 1.0, "coherence": 1.0, "format": 0.3}
@@ -69,66 +86,140 @@ def _reasoning_on(reasoning: bool | None) -> bool:
     return os.environ.get(REASONING_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+#: The released rewards' pattern: absolute end anchoring (`(?![\s\S])`), named groups.
+RELEASED_PATTERN = re.compile(
+    r"^<\|utt_ids_start\|>(\[(?P<utt>[\d,\s]*)\])<\|utt_ids_end\|>;"
+    r"<\|img_ids_start\|>(\[(?P<img>[\d,\s]*)\])<\|img_ids_end\|>(?![\s\S])")
+#: The released reasoning wrapper (second `RetrievalFormat.__call__`): its outer pattern ...
+REASONING_PATTERN = re.compile(r"^<think>.*?</think>\s*<answer>(.*?)</answer>(?![\s\S])", re.DOTALL)
+#: ... and its inner pattern (`$` there, applied to the stripped answer body).
+_REASONING_INNER = re.compile(
+    r"^<\|utt_ids_start\|>(\[(?P<utt>[\d,\s]*)\])<\|utt_ids_end\|>;"
+    r"<\|img_ids_start\|>(\[(?P<img>[\d,\s]*)\])<\|img_ids_end\|>$")
+
+
+class RawLists(NamedTuple):
+    """The two bracket contents of an answer that matched the released pattern (unparsed)."""
+
+    utt: str
+    img: str
+
+
+def answer_lists(text: str, reasoning: bool = False) -> RawLists | None:
+    """The bracket contents of `text` if it matches the released pattern (inside `<answer>` of the
+    released reasoning wrapper when `reasoning`), else None."""
+    if reasoning:
+        outer = REASONING_PATTERN.match(text)
+        if outer is None:
+            return None
+        match = _REASONING_INNER.match(outer.group(1).strip())
+    else:
+        match = RELEASED_PATTERN.match(text)
+    return None if match is None else RawLists(match.group("utt"), match.group("img"))
+
+
+def released_ids(content: str) -> list[int]:
+    """Ids of one bracket content as the released F1 / format rewards read them: split on ",",
+    empty pieces skipped, `int()` of each piece (raises `ValueError` for a piece like "1 2").
+
+    >>> released_ids(" 3, 3 ,4,"), released_ids("")
+    ([3, 3, 4], [])
+    """
+    return [int(x.strip()) for x in content.split(",") if x.strip()]
+
+
+def lenient_ids(content: str) -> list[int]:
+    """Ids as the released coherence / MCC rewards read them: pieces that are not all digits are dropped."""
+    return [int(x.strip()) for x in content.split(",") if x.strip().isdigit()]
+
+
+def _ids(lists: RawLists | None, reader=released_ids) -> Answer | None:
+    if lists is None:
+        return None
+    try:
+        return Answer(reader(lists.utt), reader(lists.img))
+    except ValueError:
+        return None
+
+
 def parse_completion(completion: Any, reasoning: bool | None = None) -> Answer | None:
-    """The answer of a completion, strictly parsed (inside `<answer>` in reasoning mode)."""
-    return parse_answer(completion_text(completion), "reasoning" if _reasoning_on(reasoning) else "strict")
+    """The answer of a completion as the released F1 reward reads it (inside `<answer>` in
+    reasoning mode); None when it does not match the pattern or a piece is not an integer."""
+    return _ids(answer_lists(completion_text(completion), _reasoning_on(reasoning)))
 
 
-def parse_gold(solution: Any) -> Answer | None:
-    """Gold answer text, strictly parsed (a reasoning-wrapped gold is accepted too)."""
+def parse_gold(solution: Any, reasoning: bool | None = None) -> Answer | None:
+    """Gold answer text read as the released F1 reward reads it (in reasoning mode a gold wrapped in
+    `<think>...<answer>` is accepted too)."""
     if isinstance(solution, Answer):
         return solution
     text = completion_text(solution)
-    return parse_answer(text, "strict") or parse_answer(text, "reasoning")
+    gold = _ids(answer_lists(text))
+    if gold is None and _reasoning_on(reasoning):
+        gold = _ids(answer_lists(text, reasoning=True))
+    return gold
 
 
 # ----------------------------------------------------------------------------------------------
 # Per-sample scores
 # ----------------------------------------------------------------------------------------------
-def _set_f1(predicted: Sequence[int], gold: Sequence[int]) -> float:
-    pred, true = set(predicted), set(gold)
-    if not pred and not true:
+def released_f1(predicted: Sequence[int], gold: Sequence[int]) -> float:
+    """The released reward F1: set intersection over the RAW list lengths (both empty -> 1).
+
+    >>> released_f1([1, 1], [1])  # precision 1/2: the repeated id counts
+    0.6666666666666666
+    """
+    if not predicted and not gold:
         return 1.0
-    tp = len(pred & true)
-    if not tp:
+    inter = len(set(predicted) & set(gold))
+    precision = inter / len(predicted) if predicted else 0.0
+    recall = inter / len(gold) if gold else 0.0
+    if precision + recall == 0:
         return 0.0
-    precision, recall = tp / len(pred), tp / len(true)
     return 2 * precision * recall / (precision + recall)
 
 
 def fragment_f1_score(pred: Answer | None, gold: Answer | None) -> float:
-    """0.5 * utterance + 0.5 * image, each the set F1 (both empty -> 1) times
-    `0.95 ** |len(pred list) - len(gold list)|`; 0 when either answer did not parse.
+    """0.5 * utterance + 0.5 * image, each `released_f1` times `0.95 ** |len(pred) - len(gold)|`
+    (raw list lengths); 0 when either answer did not parse.
 
-    >>> fragment_f1_score(Answer([1, 1], []), Answer([1], []))
-    0.975
+    >>> round(fragment_f1_score(Answer([1, 1], []), Answer([1], [])), 6)  # 0.5 * 2/3 * 0.95 + 0.5
+    0.816667
     """
     if pred is None or gold is None:
         return 0.0
     score = 0.0
     for p, g in ((pred.utterance_ids, gold.utterance_ids), (pred.image_ids, gold.image_ids)):
-        score += 0.5 * _set_f1(p, g) * LENGTH_PENALTY ** abs(len(p) - len(g))
+        score += 0.5 * released_f1(p, g) * LENGTH_PENALTY ** abs(len(p) - len(g))
     return score
 
 
 def format_score(pred: Answer | None) -> float:
-    """1 when the answer parsed strictly and neither list repeats an id."""
+    """1 when the answer matched the pattern, every piece is an integer and neither list repeats an id."""
     if pred is None:
         return 0.0
     return 0.0 if has_duplicates(pred.utterance_ids) or has_duplicates(pred.image_ids) else 1.0
 
 
 def mcc_score(pred: Answer | None, gold: Answer | None, num_utterances: int, num_images: int) -> float:
-    """Mean of the two modalities' MCC over the sample's universe (metrics conventions).
+    """The released MCC reward (`RetrievalMcc`, unused by the paper): per modality 1 when both
+    lists are empty, 0 when one is, else the MCC inside the universe; the mean of the two.
 
     >>> mcc_score(Answer([1], []), Answer([1], []), num_utterances=4, num_images=0)
-    0.5
+    1.0
     """
     if pred is None or gold is None:
         return 0.0
-    utt = Counts.of(pred.utterance_ids, gold.utterance_ids, universe_size(num_utterances)).scores().mcc
-    img = Counts.of(pred.image_ids, gold.image_ids, universe_size(num_images)).scores().mcc
-    return (utt + img) / 2
+
+    def one(p, g, n):
+        if not p and not g:
+            return 1.0
+        if not p or not g:
+            return 0.0
+        return Counts.within(p, g, universe_size(n)).scores().mcc
+
+    return (one(pred.utterance_ids, gold.utterance_ids, num_utterances)
+            + one(pred.image_ids, gold.image_ids, num_images)) / 2
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -270,26 +361,37 @@ def make_rewards(reasoning: bool | None = False, cache=None) -> dict[str, Reward
     """
 
     def fragment_f1_reward(completions, solution, **columns) -> list[float]:
-        """F1 reward: 0.5 * utterance F1 + 0.5 * image F1, each with the 0.95 length penalty."""
-        return [fragment_f1_score(parse_completion(c, reasoning), parse_gold(s)) for c, s in zip(completions, solution)]
+        """F1 reward (released `RetrievalF1`): 0.5 * utterance + 0.5 * image F1, each with the 0.95 length penalty."""
+        return [fragment_f1_score(parse_completion(c, reasoning), parse_gold(s, reasoning))
+                for c, s in zip(completions, solution)]
 
     def format_reward(completions, **columns) -> list[float]:
-        """1.0 when the answer matches the strict pattern and repeats no id, else 0.0."""
+        """1.0 when the answer matches the released pattern, parses and repeats no id, else 0.0."""
         return [format_score(parse_completion(c, reasoning)) for c in completions]
 
+    def _lenient(text: Any, is_gold: bool = False) -> Answer | None:
+        on = _reasoning_on(reasoning)
+        lists = answer_lists(completion_text(text), on and not is_gold)
+        if lists is None and is_gold and on:
+            lists = answer_lists(completion_text(text), True)
+        return _ids(lists, lenient_ids)
+
     def mcc_reward(completions, solution, **columns) -> list[float]:
-        """Mean utterance/image MCC over the sample's universe (released, unused by default)."""
+        """Released `RetrievalMcc` (unused by the paper): mean utterance/image MCC inside the universe;
+        an answer that does not match the pattern reads as empty lists."""
         out = []
         for i, (c, s) in enumerate(zip(completions, solution)):
-            out.append(mcc_score(parse_completion(c, reasoning), parse_gold(s), *sample_universe(i, columns)))
+            pred, gold = _lenient(c) or Answer([], []), _lenient(s, True) or Answer([], [])
+            out.append(mcc_score(pred, gold, *sample_universe(i, columns)))
         return out
 
     def coherence_reward(completions, solution, **columns) -> list[float]:
-        """Fragment coherence: mean cosine of consecutive embedded turns/images of the prediction."""
+        """Fragment coherence: mean cosine of consecutive embedded turns/images of the prediction
+        (ids read as the released coherence reward reads them: pieces that are not digits dropped)."""
         store = cache if cache is not None else default_embedding_cache()
         out = []
         for i, (c, s) in enumerate(zip(completions, solution)):
-            pred, gold = parse_completion(c, reasoning), parse_gold(s)
+            pred, gold = _lenient(c), _lenient(s, True)
             if pred is None or gold is None or (not pred.utterance_ids and not pred.image_ids) \
                     or (not gold.utterance_ids and not gold.image_ids):
                 out.append(coherence_score(pred, gold, np.zeros((0, 1)), np.zeros((0, 1)), []))
