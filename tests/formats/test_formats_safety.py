@@ -156,10 +156,71 @@ def test_image_checks(tmp_path):
 
 
 def test_extract_stays_inside_given_folder(tmp_path):
-    archive = make_zip(tmp_path / "chat.zip", {"_chat.txt": CHAT, "media/IMG 1.jpg": b"x"})
+    long_name = "a" * 300 + ".JPG"  # longer than a file name may be
+    archive = make_zip(tmp_path / "chat.zip", {"_chat.txt": CHAT, "media/IMG 1.jpg": b"x", "media": b"file",
+                                               long_name: b"y"})
     out = tmp_path / "out"
     out.mkdir()
-    with SafeZip(archive) as safe:
+    with SafeZip(archive) as safe:  # flat, numbered names: no folder/file clash, no name too long
         target = safe.extract("media/IMG 1.jpg", out)
-    assert target == (out / "media" / "IMG 1.jpg").resolve() and target.read_bytes() == b"x"
+        assert safe.extract("media", out).read_bytes() == b"file"
+        assert safe.extract(long_name, out).name == "m00003.jpg"
+        assert safe.extract("media/IMG 1.jpg", out) == target
+    assert target == out.resolve() / "m00001.jpg" and target.read_bytes() == b"x"
+    assert sorted(p.name for p in out.iterdir()) == ["m00001.jpg", "m00002", "m00003.jpg"]
     assert import_chat(archive).format == "whatsapp"
+
+
+def test_corrupt_deflate_stream_is_an_import_error(tmp_path):
+    chat = "".join(f"25/09/2026, 14:{i:02d} - Sam: message number {i} about the lake\n" for i in range(60))
+    archive = make_zip(tmp_path / "chat.zip", {"_chat.txt": chat})
+    data = bytearray(archive.read_bytes())
+    start = data.index(b"_chat.txt") + len("_chat.txt")
+    for offset in range(20, 40):  # inside the deflate stream
+        data[start + offset] ^= 0x5A
+    archive.write_bytes(bytes(data))
+    with pytest.raises(ChatImportError, match=r"^chat\.zip: zip member '_chat\.txt' cannot be read: damaged archive"):
+        import_chat(archive)
+
+
+def test_damaged_image_member_is_reported_not_fatal(tmp_path):
+    from helpers import png_bytes
+
+    archive = make_zip(tmp_path / "chat.zip", {
+        "_chat.txt": "25/09/2026, 14:22 - Sam: IMG-1.png (file attached)\nhello\n", "IMG-1.png": png_bytes() * 40})
+    data = bytearray(archive.read_bytes())
+    with zipfile.ZipFile(archive) as zf:
+        start = zf.getinfo("IMG-1.png").header_offset + 30 + len("IMG-1.png")
+    for offset in range(10, 30):
+        data[start + offset] ^= 0x5A
+    archive.write_bytes(bytes(data))
+    result = import_chat(archive, extract_to=tmp_path)
+    assert [item.kind for item in result.ignored] == ["unreadable image"]
+    assert "damaged archive" in result.summary() and result.dialogue.utterances[0].text == "hello"
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "gb18030", "utf-8-sig"])
+def test_other_encodings_are_read_and_named(tmp_path, codec):
+    text = "2026-09-25 14:20:00 小金\n你好，我们明天去湖边散步吧，带上相机拍照。\n2026-09-25 14:21:00 我\n好的，下午三点在公园门口见面，不见不散。\n" * 3
+    path = tmp_path / "chat.txt"
+    path.write_bytes(text.encode(codec))
+    result = import_chat(path)
+    assert result.format == "wechat-txt" and result.dialogue.utterances[0].text.startswith("你好")
+    expected = {"utf-16-le": "utf_16_le", "utf-8-sig": "utf-8"}.get(codec, codec)
+    assert result.encoding.replace("-", "_") == expected.replace("-", "_")
+    assert ("not UTF-8" in result.summary()) == (codec != "utf-8-sig")
+
+
+def test_unreadable_encoding_is_named_not_called_unsupported(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_bytes("Grüße aus Köln, wir sehen uns morgen früh am Bahnhof. Schöne Grüße!\n".encode("cp1252") * 5)
+    with pytest.raises(ChatImportError, match=r"notes\.txt: a (cp1252|cp1250|latin_1|iso8859_\d+) text file, but not a supported"):
+        import_chat(path)
+
+
+def test_damaged_utf8_byte_is_replaced_not_redetected(tmp_path):
+    path = tmp_path / "chat.txt"
+    path.write_bytes(b"25/09/2026, 14:22 - Sam: hello \xff there\n" + b"25/09/2026, 14:23 - Kim: fine\n" * 20)
+    result = import_chat(path)
+    assert result.dialogue.utterances[0].text == "hello \ufffd there"
+    assert result.encoding == "utf-8 with 1 damaged byte sequence replaced"

@@ -12,7 +12,9 @@ keys; text by its first message line. `SUPPORTED_FORMATS` lists what is recognis
 
 from __future__ import annotations
 
+import codecs
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -68,6 +70,14 @@ _READERS = {
 _PREFERRED_NAMES = ("result.json", "_chat.txt")
 _CHAT_SUFFIXES = (".txt", ".json", ".csv")
 _MAX_CANDIDATES = 20
+_LOG = logging.getLogger(__name__)
+#: Longest error message shown (a message quotes at most short pieces of the file).
+_MAX_MESSAGE_CHARS = 400
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+#: A UTF-8 file with at most this share of invalid bytes (a cut or damaged export) is read as
+#: UTF-8 with the bad bytes replaced, not re-detected as some other encoding.
+_DAMAGED_UTF8_SHARE = 0.001
 
 
 @dataclass
@@ -78,26 +88,104 @@ class _ChatFile:
     folder: str
     format: str
     payload: object
+    encoding: str = "utf-8"
 
 
-def sniff(data: bytes, name: str) -> tuple[str, object] | None:
-    """(format, parsed payload) when `data` is a supported chat file, else None."""
-    if b"\x00" in data[:4096]:
+class _Undecodable(Exception):
+    """Text in an encoding we do not read; `encoding` is the best guess or None (binary)."""
+
+    def __init__(self, encoding: str | None):
+        super().__init__(encoding)
+        self.encoding = encoding
+
+
+def decode_text(data: bytes) -> tuple[str, str]:
+    """(text, encoding) of a chat file. UTF-8 (with or without BOM) and UTF-16/32 with a BOM are
+    read directly; anything else is detected with `charset_normalizer` (exports re-saved by
+    Excel or Notepad: GB18030, Windows-1252, UTF-16 without BOM, ...). Raises `_Undecodable`
+    naming the guess when no supported encoding fits, with None for binary data."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(encoding), encoding.replace("-sig", "")
+            except UnicodeDecodeError:
+                raise _Undecodable(f"{encoding.replace('-sig', '')}, damaged") from None
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    text = data.decode("utf-8", "replace")
+    bad = text.count("\ufffd")
+    if bad <= max(2, _DAMAGED_UTF8_SHARE * len(data)):
+        return text, f"utf-8 with {bad} damaged byte sequence{'s' if bad > 1 else ''} replaced"
+    try:
+        from charset_normalizer import from_bytes
+    except ImportError:  # pragma: no cover - a dependency; still give a clear message
+        raise _Undecodable("not UTF-8") from None
+    best = from_bytes(data[: 1 << 20]).best()
+    if best is None:
+        raise _Undecodable(None)
+    encoding = best.encoding
+    try:
+        return data.decode(encoding), encoding
+    except (UnicodeDecodeError, LookupError):
+        raise _Undecodable(encoding) from None
+
+
+def _parse_json(text: str, name: str):
+    """The parsed JSON, or None when `text` is not JSON (an iOS WhatsApp line also starts with
+    "["): a `.json` file that does not parse is a `ChatImportError` naming the line."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        if name.lower().endswith(".json"):
+            raise ChatImportError(f"{name}: not valid JSON (line {err.lineno}: {err.msg})") from None
+    except RecursionError:
+        raise ChatImportError(f"{name}: JSON nested too deeply to read") from None
+    except ValueError as err:  # a number with more than 4,300 digits (int_max_str_digits)
+        reason = "a number has too many digits" if "digits" in str(err) else str(err).split(":")[0]
+        raise ChatImportError(f"{name}: not usable JSON ({reason})") from None
+    return None
+
+
+def sniff(data: bytes, name: str) -> tuple[str, object, str] | None:
+    """(format, parsed payload, encoding) when `data` is a supported chat file, else None.
+
+    A text file in an encoding that cannot be read, or that reads but is not a chat export,
+    is a `ChatImportError` naming the encoding (not "not a supported chat export")."""
+    if b"\x00" in data[:4096] and not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) \
+            and not _looks_like_utf16(data):
         return None
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return None
+        text, encoding = decode_text(data)
+    except _Undecodable as err:
+        if err.encoding is None:
+            return None
+        raise ChatImportError(
+            f"{name}: the text is not UTF-8 (it looks like {err.encoding}), and no supported chat export "
+            "reads in that encoding; export the chat again, or save the file as UTF-8") from None
+    found = _sniff_text(text.lstrip("\ufeff"), name)
+    if found is None and encoding != "utf-8" and not encoding.startswith("utf-8 "):
+        raise ChatImportError(
+            f"{name}: a {encoding} text file, but not a supported chat export; supported: "
+            + "; ".join(SUPPORTED_FORMATS.values()))
+    return None if found is None else (*found, encoding)
+
+
+def _looks_like_utf16(data: bytes) -> bool:
+    """UTF-16 without a BOM: NUL in most odd (LE) or even (BE) positions of the first bytes."""
+    head = data[:512]
+    if len(head) < 8:
+        return False
+    odd, even = head[1::2].count(0), head[0::2].count(0)
+    return max(odd, even) > 0.4 * (len(head) // 2) and min(odd, even) < 0.1 * (len(head) // 2)
+
+
+def _sniff_text(text: str, name: str) -> tuple[str, object] | None:
     stripped = text.lstrip()
     if stripped[:1] in ("{", "["):
-        try:
-            payload = json.loads(stripped)
-        except json.JSONDecodeError as err:  # an iOS WhatsApp line also starts with "["
-            if name.lower().endswith(".json"):
-                raise ChatImportError(
-                    f"{name}: not valid JSON (line {err.lineno}: {err.msg})"
-                ) from None
-        else:
+        payload = _parse_json(stripped, name)
+        if payload is not None or name.lower().endswith(".json"):
             found = _json_format(payload)
             return (found, payload) if found else None
     for format_name, matches in (
@@ -153,7 +241,12 @@ def _find_chat(source, upload_name: str) -> _ChatFile:
 
 def _read_member(source, name: str) -> bytes:
     loaded = source.load(name) if isinstance(source, MediaFolder) else source.archive.read(name)
-    return read_limited(loaded, source.limits) if isinstance(loaded, Path) else loaded
+    if not isinstance(loaded, Path):
+        return loaded
+    try:
+        return read_limited(loaded, source.limits)
+    except OSError as err:
+        raise ChatImportError(f"{name}: cannot be read ({err.strerror or type(err).__name__})") from None
 
 
 def _open(path, limits: ImportLimits, extract_to):
@@ -173,7 +266,11 @@ def _open(path, limits: ImportLimits, extract_to):
         except BaseException:
             archive.close()
             raise
-    found = sniff(read_limited(path, limits), path.name)
+    try:
+        data = read_limited(path, limits)
+    except OSError as err:
+        raise ChatImportError(f"{path.name}: cannot be read ({err.strerror or type(err).__name__})") from None
+    found = sniff(data, path.name)
     if not found:
         raise _unsupported(path.name)
     # a loose file's media may sit beside it (an unzipped export)
@@ -214,12 +311,41 @@ def import_chat(
         ChatImportError: with a message naming the file and the problem.
     """
     limits = limits or DEFAULT_LIMITS
+    upload_name = Path(path).name or str(path)
+    try:
+        return _import(path, images_dir, limits, extract_to, chat, record)
+    except ChatImportError as err:
+        raise _one_line(err, upload_name) from None
+    except (MemoryError, RecursionError) as err:
+        raise ChatImportError(f"{upload_name}: too large or too deeply nested to read ({type(err).__name__})") from None
+    except Exception as err:  # noqa: BLE001 - a reader bug: never a traceback for the user, but logged in full
+        _LOG.exception("unexpected error importing %s", upload_name)
+        wrapped = ChatImportError(f"{upload_name}: cannot be read ({type(err).__name__}: {err})")
+        wrapped.unexpected = True
+        raise _one_line(wrapped, upload_name) from None
+
+
+def _one_line(err: ChatImportError, upload_name: str) -> ChatImportError:
+    """The error with its message on one line, at most `_MAX_MESSAGE_CHARS`, naming the upload."""
+    message = " ".join(str(err).split())
+    if not message.startswith(upload_name):
+        message = f"{upload_name}: {message}"
+    if len(message) > _MAX_MESSAGE_CHARS:
+        message = message[: _MAX_MESSAGE_CHARS - 1] + "…"
+    out = type(err)(message)
+    out.unexpected = err.unexpected
+    return out
+
+
+def _import(path, images_dir, limits, extract_to, chat, record) -> ChatImport:
     chat_file, upload_media, archive = _open(path, limits, extract_to)
     try:
         extra = MediaFolder(images_dir, limits) if images_dir is not None else None
         builder = DialogueBuilder(chat_file.name, limits, MediaIndex([extra, upload_media]))
         reader = _READERS[chat_file.format]
-        return reader(chat_file.payload, builder, folder=chat_file.folder, chat=chat, record=record)
+        imported = reader(chat_file.payload, builder, folder=chat_file.folder, chat=chat, record=record)
+        imported.encoding = chat_file.encoding
+        return imported
     finally:
         if archive is not None:
             archive.close()

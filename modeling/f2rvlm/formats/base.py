@@ -19,6 +19,7 @@ from ..core.dialogue import Dialogue, DialogueError, DialogueImage, Utterance
 from ..core.protocol import IMAGE_PLACEHOLDER, PROTOCOL_TAGS
 from .safety import (
     ChatImportError,
+    DamagedMemberError,
     ImportLimits,
     SafeZip,
     image_problem,
@@ -55,10 +56,14 @@ class ChatImport:
     ignored: list[IgnoredItem]
     format: str
     queries: list[str] = field(default_factory=list)
+    #: The text encoding the chat file was read in ("utf-8" unless it was detected otherwise).
+    encoding: str = "utf-8"
 
     def summary(self) -> str:
-        """One line per ignored kind, for the Space ("" when nothing was left out)."""
-        return "\n".join(f"ignored: {item}" for item in self.ignored)
+        """One line per ignored kind, for the Space ("" when nothing was left out), after a line
+        naming the encoding when the file was not UTF-8."""
+        lines = [] if self.encoding == "utf-8" else [f"read as {self.encoding} (the file is not UTF-8)"]
+        return "\n".join(lines + [f"ignored: {item}" for item in self.ignored])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -81,6 +86,94 @@ def clean_text(text: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
+# Type checks for JSON exports: a wrong type is a `ChatImportError` naming the field
+# ----------------------------------------------------------------------------------------------
+_JSON_TYPE_NAMES = {dict: "an object", list: "an array", str: "a string", bool: "true/false", int: "a number",
+                    float: "a number", type(None): "null"}
+#: Field values longer than this are cut in messages.
+_SHOWN_CHARS = 60
+
+
+def json_type(value) -> str:
+    """'an object', 'a string', ... for a parsed JSON value (for error messages)."""
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def shown(value) -> str:
+    """`repr(value)`, cut to a readable length for an error message."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "…"
+
+
+def _is_scalar(value) -> bool:
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
+
+
+def as_text(value, where: str, builder: DialogueBuilder, default: str = "") -> str:
+    """A JSON value that should be text: a string, a number (as its digits) or null (`default`);
+    anything else is a `ChatImportError` naming `where`."""
+    if value is None:
+        return default
+    if isinstance(value, str):
+        return value
+    if _is_scalar(value):
+        return str(value)
+    builder.fail(where, f"expected a string, found {json_type(value)}")
+
+
+class Fields:
+    """Typed access to one JSON object of an export, failing with the file and the field path.
+
+    >>> from f2rvlm.formats.safety import DEFAULT_LIMITS
+    >>> f = Fields({"id": 3, "text": ["x"]}, "messages[2]", DialogueBuilder("result.json", DEFAULT_LIMITS))
+    >>> f.scalar("id"), f.text("missing")
+    ('3', '')
+    >>> f.text("text")
+    Traceback (most recent call last):
+    ...
+    f2rvlm.formats.safety.ChatImportError: result.json: messages[2].text: expected a string, found an array
+    """
+
+    def __init__(self, value, where: str, builder: DialogueBuilder):
+        self.where, self.builder = where, builder
+        if not isinstance(value, dict):
+            builder.fail(where, f"expected an object, found {json_type(value)}")
+        self.value = value
+
+    def path(self, key) -> str:
+        return f"{self.where}.{key}" if self.where else str(key)
+
+    def get(self, key, default=None):
+        return self.value.get(key, default)
+
+    def text(self, key, default: str = "") -> str:
+        """A string field; a number is accepted as its digits; null or missing gives `default`."""
+        return as_text(self.value.get(key), self.path(key), self.builder, default)
+
+    def scalar(self, key) -> str | None:
+        """An id-like field (string or number) as a string, or None."""
+        value = self.value.get(key)
+        return None if value is None else self.text(key)
+
+    def array(self, key) -> list:
+        """A list field; null or missing gives []."""
+        value = self.value.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.builder.fail(self.path(key), f"expected an array, found {json_type(value)}")
+        return value
+
+    def object(self, key) -> Fields | None:
+        value = self.value.get(key)
+        return None if value is None else Fields(value, self.path(key), self.builder)
+
+    def objects(self, key) -> list[Fields]:
+        """A list of objects; every item must be an object."""
+        return [Fields(item, f"{self.path(key)}[{i}]", self.builder) for i, item in enumerate(self.array(key))]
+
+
+# ----------------------------------------------------------------------------------------------
 # Media: files shipped next to the chat (a folder, a zip, or an explicit images folder)
 # ----------------------------------------------------------------------------------------------
 class MediaFolder:
@@ -93,8 +186,11 @@ class MediaFolder:
         self._listing: list[str] | None = None
 
     def has(self, name: str) -> bool:
-        path = (self.root / name).resolve()
-        return self.root in path.parents and path.is_file() and not (self.root / name).is_symlink()
+        try:  # a name longer than the file system allows, or a component that is a file
+            path = (self.root / name).resolve()
+            return self.root in path.parents and path.is_file() and not (self.root / name).is_symlink()
+        except (OSError, ValueError, RuntimeError):
+            return False
 
     def listing(self) -> list[str]:
         if self._listing is None:
@@ -109,7 +205,11 @@ class MediaFolder:
 
     def load(self, name: str):
         path = self.root / name
-        if path.stat().st_size > self.limits.max_upload_bytes:
+        try:
+            size = path.stat().st_size
+        except (OSError, ValueError) as err:
+            raise DamagedMemberError(f"{shown(name)}: cannot be read ({type(err).__name__})") from None
+        if size > self.limits.max_upload_bytes:
             raise ChatImportError(f"{name}: file is larger than the upload limit")
         return path
 
@@ -179,6 +279,10 @@ class DialogueBuilder:
         self._ignored: dict[str, IgnoredItem] = {}
         self._used_paths: set[Path] = set()
 
+    def fail(self, where: str, problem: str):
+        """Raise the readers' error: `{file}: {where}: {problem}`."""
+        raise ChatImportError(f"{self.source_name}: {where}: {problem}" if where else f"{self.source_name}: {problem}")
+
     def ignore(self, kind: str, where: str = "") -> None:
         item = self._ignored.setdefault(kind, IgnoredItem(kind))
         item.count += 1
@@ -215,7 +319,11 @@ class DialogueBuilder:
     def _checked_image(
         self, source, name: str, where: str, caption: str | None = None
     ) -> DialogueImage | None:
-        loaded = source.load(name)
+        try:
+            loaded = source.load(name)
+        except DamagedMemberError as err:
+            self.ignore("unreadable image", f"{where}: {err}")
+            return None
         if isinstance(loaded, Path):
             if loaded in self._used_paths:  # Dialogue allows one turn per image file
                 self.ignore("image attached twice", f"{where}: {name}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
-from .base import ChatImport, DialogueBuilder
+from .base import ChatImport, DialogueBuilder, Fields
 from .safety import looks_like_image_name
 
 _CHAT_TYPES = ("Default", "Reply")
@@ -22,14 +22,14 @@ def is_discord_export(payload: dict) -> bool:
     )
 
 
-def _attachment_image(attachment: dict, builder: DialogueBuilder, where: str, folder: str):
-    name = str(attachment.get("fileName") or "")
-    url = str(attachment.get("url") or "")
+def _attachment_image(attachment: Fields, builder: DialogueBuilder, where: str, folder: str):
+    name = attachment.text("fileName")
+    url = attachment.text("url")
     if not looks_like_image_name(name or url):
-        builder.ignore("attachment (not an image)", f"{where}: {name}")
+        builder.ignore("attachment (not an image)", f"{where}: {name[:80]}")
         return None
     if url.startswith(("http://", "https://")) or not url:
-        builder.ignore("image not downloaded (remote link)", f"{where}: {name}")
+        builder.ignore("image not downloaded (remote link)", f"{where}: {name[:80]}")
         return None
     if (
         builder.media.find(url, folder) is None
@@ -40,25 +40,26 @@ def _attachment_image(attachment: dict, builder: DialogueBuilder, where: str, fo
 
 
 def read_discord(payload: dict, builder: DialogueBuilder, *, folder: str = "", **_) -> ChatImport:
-    for message in payload["messages"]:
-        if not isinstance(message, dict):
+    """Every message, attachment and author is type-checked: a wrong type is a `ChatImportError`
+    naming the field (`messages[3].author`)."""
+    export = Fields(payload, "", builder)
+    for message in export.objects("messages"):
+        where = f"message {(message.scalar('id') or message.where)[:40]}"
+        kind = message.text("type", "Default")
+        if kind not in _CHAT_TYPES:
+            builder.ignore("system message", f"{where}: {kind[:40]}")
             continue
-        where = f"message {message.get('id')}"
-        if message.get("type", "Default") not in _CHAT_TYPES:
-            builder.ignore("system message", f"{where}: {message.get('type')}")
-            continue
-        author = message.get("author") or {}
+        author = message.object("author")
         images = [
             image
-            for a in message.get("attachments") or []
-            if isinstance(a, dict)
+            for a in message.objects("attachments")
             if (image := _attachment_image(a, builder, where, folder)) is not None
         ]
-        for _ in message.get("stickers") or []:
+        for _ in message.array("stickers"):
             builder.ignore("sticker", where)
-        for _ in message.get("embeds") or []:
+        for _ in message.array("embeds"):
             builder.ignore("embed (link preview)", where)
-        speaker = author.get("nickname") or author.get("name")
-        builder.add(speaker, str(message.get("content") or ""), images, message.get("timestamp"))
-    channel = payload.get("channel") or {}
-    return builder.build("discord", str(channel["id"]) if channel.get("id") is not None else None)
+        speaker = (author.text("nickname") or author.text("name")) if author else ""
+        builder.add(speaker, message.text("content"), images, message.scalar("timestamp"))
+    channel = export.object("channel")
+    return builder.build("discord", channel.scalar("id") if channel else None)

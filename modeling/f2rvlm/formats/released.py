@@ -20,7 +20,7 @@ from __future__ import annotations
 from ..core.dialogue import Dialogue, DialogueError, DialogueImage
 from ..data.released import parse_released_record
 from ..data.schema import DataError
-from .base import ChatImport, DialogueBuilder
+from .base import ChatImport, DialogueBuilder, Fields, as_text, json_type
 from .safety import ChatImportError
 
 
@@ -42,12 +42,17 @@ def _pick_record(payload, record: int, builder: DialogueBuilder) -> dict:
     return item
 
 
+def _record_where(payload, record: int) -> str:
+    return f"[{record}]" if isinstance(payload, list) else ""
+
+
 def _image_ref(builder: DialogueBuilder, value, folder: str, where: str) -> DialogueImage | None:
     """The image as found in the upload or `images_dir` and checked, else None (reported)."""
     caption = None
     if isinstance(value, dict):
-        caption = value.get("caption")
-        value = value.get("path") or value.get("image_url")
+        entry = Fields(value, where, builder)
+        caption = entry.text("caption", None)
+        value = entry.text("path") or entry.text("image_url")
     if not isinstance(value, str) or not value:
         raise ChatImportError(f"{builder.source_name}: {where}: image needs a path")
     return builder.image(value.lstrip("/"), where, folder, caption)
@@ -63,37 +68,64 @@ def read_released(
     payload, builder: DialogueBuilder, *, folder: str = "", record: int = 0, **_
 ) -> ChatImport:
     item = _pick_record(payload, record, builder)
+    where = _record_where(payload, record)
     try:  # the one released-record parser (data.released), shared with the dataset converter
         parts = parse_released_record(item, {"file": builder.source_name, "index": record})
     except DataError as err:
         raise ChatImportError(str(err)) from None
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError) as err:  # a type it does not check
+        builder.fail(f"record {record}", f"malformed record ({type(err).__name__})")
     parsed, images = parts.parsed, parts.images
     for line in parsed.lines:
-        attached = [_image_ref(builder, images[k], folder, f"images[{k}]") for k in line.image_ids]
+        attached = [_image_ref(builder, images[k], folder, f"{where}.images[{k}]" if where else f"images[{k}]") for k in line.image_ids]
         _add_keeping_turn(builder, line.speaker, line.text, attached)
-    return builder.build("released", item.get("dialogue_id"), [parsed.query])
+    dialogue_id = Fields(item, where, builder).scalar("dialogue_id")
+    return builder.build("released", dialogue_id, [parsed.query])
 
 
 def read_annotation(
     payload, builder: DialogueBuilder, *, folder: str = "", record: int = 0, **_
 ) -> ChatImport:
-    item = _pick_record(payload, record, builder)
-    for i, turn in enumerate(item["dialogue"]):
-        if not isinstance(turn, dict):
-            raise ChatImportError(f"{builder.source_name}: dialogue[{i}] is not an object")
-        content = turn.get("utterance", "")
+    item = Fields(_pick_record(payload, record, builder), _record_where(payload, record), builder)
+    if not isinstance(item.get("dialogue"), list):
+        builder.fail(item.path("dialogue"), f"expected an array of turns, found {json_type(item.get('dialogue'))}")
+    for turn in item.objects("dialogue"):
+        content = turn.get("utterance")
         if isinstance(content, list):
-            images = [_image_ref(builder, entry, folder, f"dialogue[{i}]") for entry in content]
-            _add_keeping_turn(builder, turn.get("speaker"), "", images)
+            images = [_image_ref(builder, entry, folder, f"{turn.path('utterance')}[{k}]")
+                      for k, entry in enumerate(content)]
+            _add_keeping_turn(builder, turn.text("speaker"), "", images)
         else:
-            builder.add(turn.get("speaker"), str(content or ""))
-    queries = item.get("query_text") or []
-    return builder.build(
-        "annotation", item.get("dialogue_id"), [queries] if isinstance(queries, str) else queries
-    )
+            builder.add(turn.text("speaker"), turn.text("utterance"))
+    queries = item.get("query_text")
+    if isinstance(queries, str) or queries is None:
+        queries = [queries] if queries else []
+    elif isinstance(queries, list):
+        queries = [as_text(q, item.path(f"query_text[{k}]"), builder) for k, q in enumerate(queries)]
+    else:
+        builder.fail(item.path("query_text"), f"expected a string or an array, found {json_type(queries)}")
+    return builder.build("annotation", item.scalar("dialogue_id"), queries)
+
+
+def _check_dialogue_types(payload, builder: DialogueBuilder) -> None:
+    """The types `Dialogue.from_dict` takes on trust (ids, timestamps, captions) checked first."""
+    root = Fields(payload, "", builder)
+    root.scalar("dialogue_id")
+    for utterance in root.objects("utterances"):
+        utterance.scalar("timestamp")
+        utterance.text("topic")
+        for k, image in enumerate(utterance.array("images")):
+            if isinstance(image, dict):
+                entry = Fields(image, utterance.path(f"images[{k}]"), builder)
+                entry.text("path"), entry.text("caption")
+                if not isinstance(image.get("bytes"), (str, type(None))):
+                    builder.fail(entry.path("bytes"), f"expected a string, found {json_type(image.get('bytes'))}")
+            elif not isinstance(image, str):
+                builder.fail(utterance.path(f"images[{k}]"), f"expected a path or an object, found {json_type(image)}")
 
 
 def read_dialogue_json(payload, builder: DialogueBuilder, *, folder: str = "", **_) -> ChatImport:
+    _check_dialogue_types(payload, builder)
     try:
         dialogue = Dialogue.from_dict(payload)
     except DialogueError as err:
@@ -107,5 +139,6 @@ def read_dialogue_json(payload, builder: DialogueBuilder, *, folder: str = "", *
             else img
             for img in utterance.images
         ]
-        _add_keeping_turn(builder, utterance.speaker, utterance.text, images, utterance.timestamp)
-    return builder.build("dialogue-json", dialogue.dialogue_id)
+        timestamp = None if utterance.timestamp is None else str(utterance.timestamp)
+        _add_keeping_turn(builder, utterance.speaker, utterance.text, images, timestamp)
+    return builder.build("dialogue-json", None if dialogue.dialogue_id is None else str(dialogue.dialogue_id))

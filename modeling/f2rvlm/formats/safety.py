@@ -31,7 +31,9 @@ import io
 import os
 import re
 import stat
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -41,10 +43,26 @@ RATIO_CHECK_MIN_BYTES = 1 << 20
 #: Suffixes of archives that are never opened when found inside an upload.
 NESTED_ARCHIVE_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar")
 _CHUNK = 1 << 16
+#: What `zipfile` raises on a damaged archive besides `BadZipFile`: a corrupt deflate/bzip2/lzma
+#: stream (`zlib.error`, `OSError`, `EOFError`, `lzma.LZMAError` is an `Exception`), a truncated
+#: header (`struct.error`), an unsupported method (`NotImplementedError`), a mangled name or
+#: encryption flag (`ValueError`, `RuntimeError`, `UnicodeDecodeError`).
+ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, struct.error, OSError, EOFError, ValueError,
+              RuntimeError, NotImplementedError, IndexError, KeyError, OverflowError)
 
 
 class ChatImportError(ValueError):
-    """An uploaded chat cannot be imported; the message names the file and the problem."""
+    """An uploaded chat cannot be imported; the message names the file and the problem.
+
+    `unexpected` is True only for the `import_chat` safety net (a bug in a reader, logged with
+    its traceback); readers raise it with False."""
+
+    unexpected = False
+
+
+class DamagedMemberError(ChatImportError):
+    """One zip member cannot be decompressed (corrupt stream, lying header); a damaged image is
+    reported and left out, a damaged chat file ends the import."""
 
 
 @dataclass(frozen=True)
@@ -102,10 +120,10 @@ def safe_member_name(name: str) -> str:
     """The member name as a clean relative POSIX path, or `ChatImportError` if it escapes."""
     cleaned = name.replace("\\", "/")
     if "\x00" in cleaned or cleaned.startswith("/") or _DRIVE.match(cleaned):
-        raise ChatImportError(f"zip member {name!r} escapes the archive (absolute path)")
+        raise ChatImportError(f"zip member {_short(name)} escapes the archive (absolute path)")
     parts = [p for p in PurePosixPath(cleaned).parts if p not in ("", ".")]
     if ".." in parts:
-        raise ChatImportError(f"zip member {name!r} escapes the archive")
+        raise ChatImportError(f"zip member {_short(name)} escapes the archive")
     return "/".join(parts)
 
 
@@ -127,8 +145,8 @@ class SafeZip:
         try:
             self._zip = zipfile.ZipFile(self.path)
             infos = self._zip.infolist()
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as err:
-            raise ChatImportError(f"{self.path.name}: not a readable zip archive ({err})") from None
+        except ZIP_ERRORS as err:
+            raise ChatImportError(f"{self.path.name}: not a readable zip archive ({_reason(err)})") from None
         if len(infos) > limits.max_members:
             raise ChatImportError(
                 f"{self.path.name}: archive has {len(infos)} members; the limit is {limits.max_members}"
@@ -140,15 +158,16 @@ class SafeZip:
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
                 raise ChatImportError(
-                    f"zip member {info.filename!r} is a symbolic link; links are not allowed"
+                    f"zip member {_short(info.filename)} is a symbolic link; links are not allowed"
                 )
             if info.is_dir() or not name:
                 continue
             if info.flag_bits & 0x1:
-                raise ChatImportError(f"zip member {info.filename!r} is encrypted")
+                raise ChatImportError(f"zip member {_short(info.filename)} is encrypted")
             declared_total += info.file_size
             self._check_ratio(info)
             self._members[name] = info
+        self._index = {name: i for i, name in enumerate(self._members)}
         if declared_total > limits.max_total_uncompressed:
             raise ChatImportError(
                 f"{self.path.name}: archive unpacks to {declared_total / MB:.1f} MB; "
@@ -161,7 +180,7 @@ class SafeZip:
         ratio = info.file_size / max(info.compress_size, 1)
         if ratio > self.limits.max_ratio:
             raise ChatImportError(
-                f"zip member {info.filename!r} expands {ratio:.0f}x (a decompression bomb?); "
+                f"zip member {_short(info.filename)} expands {ratio:.0f}x (a decompression bomb?); "
                 f"the limit is {self.limits.max_ratio:.0f}x"
             )
 
@@ -179,7 +198,7 @@ class SafeZip:
         info = self._members[name]
         if is_nested_archive(name):
             raise ChatImportError(
-                f"zip member {name!r} is an archive; nested archives are not opened"
+                f"zip member {_short(name)} is an archive; nested archives are not opened"
             )
         read = 0
         try:
@@ -188,35 +207,48 @@ class SafeZip:
                     read += len(chunk)
                     self._bytes_read += len(chunk)
                     if read > info.file_size:
-                        raise ChatImportError(f"zip member {name!r} is larger than its header says")
+                        raise DamagedMemberError(f"zip member {_short(name)} is larger than its header says")
                     if self._bytes_read > self.limits.max_total_uncompressed:
                         raise ChatImportError(
                             f"{self.path.name}: more than {self.limits.max_total_uncompressed / MB:.1f} MB "
                             "unpacked; the limit is reached"
                         )
                     yield chunk
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
-            if isinstance(err, ChatImportError):
-                raise
-            raise ChatImportError(f"zip member {name!r} cannot be read ({err})") from None
+        except ChatImportError:
+            raise
+        except ZIP_ERRORS as err:  # e.g. a corrupt deflate stream (zlib.error)
+            raise DamagedMemberError(f"zip member {_short(name)} cannot be read: damaged archive ({_reason(err)})") from None
+        except Exception as err:  # lzma.LZMAError, bz2 errors: not importable everywhere
+            if type(err).__module__ in ("_lzma", "lzma", "_bz2", "bz2", "_compression"):
+                raise DamagedMemberError(f"zip member {_short(name)} cannot be read: damaged archive ({_reason(err)})") from None
+            raise
 
     def read(self, name: str) -> bytes:
         """The member's bytes, counted against the limits as they are decompressed."""
         return b"".join(self._chunks(name))
 
     def extract(self, name: str, dest: str | os.PathLike) -> Path:
-        """Write one member below `dest` (which must exist) and return its path."""
+        """Write one member below `dest` (which must exist) and return its path.
+
+        The file is named by the member's position, keeping only a short plain suffix
+        (`dest/m00012.jpg`): member names may be longer than the file system allows, collide
+        with a folder of the same name (`a` and `a/b.png`) or differ only in case; none of that
+        can break extraction. The same member always maps to the same file."""
         root = Path(dest).resolve()
-        target = (root / name).resolve()
-        if root not in target.parents:
-            raise ChatImportError(f"zip member {name!r} escapes the archive")
-        target.parent.mkdir(parents=True, exist_ok=True)
+        index = self._index.get(name)
+        if index is None:
+            raise ChatImportError(f"zip member {_short(name)} is not in the archive")
+        suffix = PurePosixPath(name).suffix.lower()
+        target = root / f"m{index:05d}{suffix if _PLAIN_SUFFIX.fullmatch(suffix) else ''}"
         try:
             with open(target, "wb") as out:
                 out.writelines(self._chunks(name))
         except ChatImportError:
             target.unlink(missing_ok=True)
             raise
+        except OSError as err:  # disk full, folder gone
+            target.unlink(missing_ok=True)
+            raise ChatImportError(f"zip member {_short(name)} cannot be extracted ({_reason(err)})") from None
         return target
 
     def close(self) -> None:
@@ -227,6 +259,20 @@ class SafeZip:
 
     def __exit__(self, *exc):
         self.close()
+
+
+_PLAIN_SUFFIX = re.compile(r"\.[a-z0-9]{1,5}")
+
+
+def _short(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _reason(err: BaseException) -> str:
+    """A short, one-line reason for an error from a library."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 160 else text[:159] + "…"
 
 
 def is_zip(path: Path) -> bool:

@@ -11,7 +11,7 @@ polls, locations, contacts and service messages are reported as ignored.
 
 from __future__ import annotations
 
-from .base import ChatImport, DialogueBuilder
+from .base import ChatImport, DialogueBuilder, Fields, json_type
 from .safety import ChatImportError
 
 _OTHER_CONTENT = (
@@ -35,11 +35,13 @@ def is_telegram_export(payload: dict) -> bool:
     )
 
 
-def _pick_chat(payload: dict, chat, builder: DialogueBuilder) -> dict:
+def _pick_chat(payload: dict, chat, builder: DialogueBuilder) -> Fields:
+    export = Fields(payload, "", builder)
     if "messages" in payload:
-        return payload
-    chats = [c for c in payload["chats"]["list"] if isinstance(c, dict)]
-    if isinstance(chat, int):
+        return export
+    chats = export.object("chats")
+    chats = chats.objects("list") if chats else []
+    if isinstance(chat, int) and not isinstance(chat, bool):
         if not -len(chats) <= chat < len(chats):
             raise ChatImportError(
                 f"{builder.source_name}: chat {chat} requested; the export has {len(chats)}"
@@ -47,72 +49,87 @@ def _pick_chat(payload: dict, chat, builder: DialogueBuilder) -> dict:
         return chats[chat]
     if isinstance(chat, str):
         for candidate in chats:
-            if candidate.get("name") == chat:
+            if candidate.text("name") == chat:
                 return candidate
-        names = ", ".join(repr(c.get("name")) for c in chats[:10])
+        names = ", ".join(repr(c.text("name")[:40]) for c in chats[:10])
         raise ChatImportError(f"{builder.source_name}: no chat named {chat!r}; chats: {names}")
     for candidate in chats:
-        if candidate.get("type") == "personal_chat" and candidate.get("messages"):
+        if candidate.text("type") == "personal_chat" and candidate.array("messages"):
             return candidate
     for candidate in chats:
-        if candidate.get("messages"):
+        if candidate.array("messages"):
             return candidate
     raise ChatImportError(f"{builder.source_name}: the export contains no chat with messages")
 
 
-def message_text(value) -> str:
-    """`text` is a string or a list of strings and `{type, text}` entities."""
+def message_text(value, where: str = "text", builder: DialogueBuilder | None = None) -> str:
+    """`text` is a string or a list of strings and `{type, text}` entities; with `builder`, any
+    other type is a `ChatImportError` naming `where`."""
     if isinstance(value, str):
         return value
+    if value is None:
+        return ""
     if isinstance(value, list):
-        return "".join(
-            part if isinstance(part, str) else str(part.get("text", ""))
-            for part in value
-            if isinstance(part, (str, dict))
-        )
+        parts = []
+        for i, part in enumerate(value):
+            if isinstance(part, str):
+                parts.append(part)
+            elif isinstance(part, dict) and builder is not None:
+                parts.append(Fields(part, f"{where}[{i}]", builder).text("text"))
+            elif isinstance(part, dict):
+                parts.append(str(part.get("text", "")))
+            elif builder is not None:
+                builder.fail(f"{where}[{i}]", f"expected a string or an object, found {json_type(part)}")
+        return "".join(parts)
+    if builder is not None:
+        builder.fail(where, f"expected a string or an array, found {json_type(value)}")
     return ""
 
 
-def _read_message(message: dict, builder: DialogueBuilder, folder: str) -> None:
-    where = f"message {message.get('id')}"
-    if message.get("type") != "message":
+def _read_message(message: Fields, builder: DialogueBuilder, folder: str) -> None:
+    where = f"message {(message.scalar('id') or message.where)[:40]}"
+    kind = message.text("type")
+    if kind != "message":
         builder.ignore(
-            "service message", f"{where}: {message.get('action') or message.get('type')}"
+            "service message", f"{where}: {(message.text('action') or kind)[:40]}"
         )
         return
     images = []
     photo = message.get("photo")
-    media_type = message.get("media_type")
-    if isinstance(photo, str):
+    media_type = message.text("media_type")
+    if photo is not None:
+        photo = message.text("photo")
         if photo.startswith("(File not included"):
             builder.ignore("photo not included in the export", where)
-        else:
+        elif photo:
             image = builder.image(photo, where, folder)
             images = [image] if image else []
-    elif "file" in message:
-        file = message.get("file")
+    elif "file" in message.value:
+        file = message.text("file")
         if (
             not media_type
-            and str(message.get("mime_type", "")).startswith("image/")
-            and not str(file).startswith("(")
+            and message.text("mime_type").startswith("image/")
+            and file
+            and not file.startswith("(")
         ):
             image = builder.image(file, where, folder)
             images = [image] if image else []
         else:
-            builder.ignore((media_type or "file").replace("_", " "), where)
+            builder.ignore((media_type[:40] or "file").replace("_", " "), where)
     for key in _OTHER_CONTENT:
-        if key in message:
+        if key in message.value:
             builder.ignore(key.split("_")[0], where)
-    speaker = message.get("from") or message.get("author") or "Deleted Account"
-    builder.add(speaker, message_text(message.get("text")), images, message.get("date"))
+    speaker = message.text("from") or message.text("author") or "Deleted Account"
+    text = message_text(message.get("text"), message.path("text"), builder)
+    builder.add(speaker, text, images, message.scalar("date"))
 
 
 def read_telegram(
     payload: dict, builder: DialogueBuilder, *, folder: str = "", chat=None, **_
 ) -> ChatImport:
+    """Every chat and message is type-checked: a wrong type is a `ChatImportError` naming the
+    field (`chats.list[2].messages[7].text`)."""
     selected = _pick_chat(payload, chat, builder)
-    for message in selected.get("messages") or []:
-        if isinstance(message, dict):
-            _read_message(message, builder, folder)
-    chat_id = selected.get("id")
-    return builder.build("telegram", None if chat_id is None else str(chat_id))
+    for message in selected.objects("messages"):
+        _read_message(message, builder, folder)
+    return builder.build("telegram", selected.scalar("id"))

@@ -62,11 +62,19 @@ def looks_like_txt(text: str) -> bool:
     return bool(lines) and _TXT_HEADER.match(lines[0]) is not None
 
 
+#: Unix seconds a `CreateTime` may hold (1970 .. 2200); anything else is not a time.
+_MAX_UNIX_SECONDS = 7_258_118_400
+
+
 def _iso(str_time: str, create_time: str) -> str | None:
     if str_time and re.match(r"\d{4}-\d{2}-\d{2} \d", str_time):
-        return str_time.strip().replace(" ", "T", 1)
-    if create_time.isdigit():
-        return datetime.fromtimestamp(int(create_time)).isoformat()
+        return str_time.strip()[:32].replace(" ", "T", 1)
+    create_time = create_time.strip()
+    if re.fullmatch(r"[0-9]{1,11}", create_time) and int(create_time) <= _MAX_UNIX_SECONDS:
+        try:
+            return datetime.fromtimestamp(int(create_time)).isoformat()
+        except (OverflowError, OSError, ValueError):
+            return None
     return None
 
 
@@ -89,11 +97,32 @@ def _image_for(content: str, builder: DialogueBuilder, where: str, folder: str, 
     return builder.next_image_in_order(where, used)
 
 
+def _rows(text: str, builder: DialogueBuilder):
+    """(line number, row) per CSV record; a bare CR ends a line as in Excel's CSV. A broken
+    record (a field over the csv module's 131,072-character limit, a NUL) is a `ChatImportError`
+    naming its line."""
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline=""))
+    while True:
+        line = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            builder.fail(f"line {line}", f"not a readable CSV record ({err})")
+        yield line, row
+
+
+def _cell(row: dict, key: str) -> str:
+    value = row.get(key)
+    return value if isinstance(value, str) else ""
+
+
 def read_wechat_csv(text: str, builder: DialogueBuilder, *, folder: str = "", **_) -> ChatImport:
     used: set = set()
-    rows = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    for number, row in enumerate(rows, start=2):
-        where = f"row {number}"
+    for number, raw in _rows(text, builder):
+        row = {key: _cell(raw, key) for key in CSV_HEADER.split(",")}
+        where = f"line {number}"
         kind, content = (row.get("Type") or "").strip(), row.get("StrContent") or ""
         timestamp = _iso(row.get("StrTime") or "", row.get("CreateTime") or "")
         if kind == "1":
