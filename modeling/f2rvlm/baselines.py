@@ -2,6 +2,11 @@
 
 - `BM25Baseline`: BM25 (`bm25s`) over the utterances of one dialogue, the query as the search.
 - `EmbeddingBaseline`: cosine similarity of query and utterance vectors (offline MiniLM default).
+- `HybridBaseline`: z-scored BM25 + embedding scores, summed.
+
+`SpeakerHandling` (real chats): score turns as "speaker: text", drop the speakers' names from
+the query, and boost the turns of the speaker the query names (the helpers live with the
+model's text scorer, `models.scorer_f2rvlm`, so both count names the same way).
 
 Images are scored by their caption when they have one (BM25 over captions / caption vectors),
 else they take the score of their host utterance. Both turn scores into ids with one
@@ -79,10 +84,42 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
+@dataclass(frozen=True)
+class SpeakerHandling:
+    """Speaker-aware scoring for real chats (all off by default: the synthetic data has no names).
+
+    Args:
+        speaker_prefix: score each turn as "speaker: text" instead of its text.
+        strip_names: remove the speakers' first names from the query before scoring.
+        boost: added to the (max-normalised for BM25) scores of the turns of a speaker the query names.
+    """
+
+    speaker_prefix: bool = False
+    strip_names: bool = False
+    boost: float = 0.0
+
+    def texts(self, dialogue: Dialogue) -> list[str]:
+        return [f"{u.speaker}: {u.text}" if self.speaker_prefix else u.text for u in dialogue.utterances]
+
+    def query(self, dialogue: Dialogue, query: str) -> str:
+        from .models.scorer_f2rvlm import strip_speaker_names
+
+        return strip_speaker_names(query, [u.speaker for u in dialogue.utterances]) if self.strip_names else query
+
+    def bonus(self, dialogue: Dialogue, query: str) -> np.ndarray:
+        from .models.scorer_f2rvlm import named_speakers
+
+        if not self.boost:
+            return np.zeros(len(dialogue))
+        named = named_speakers(query, [u.speaker for u in dialogue.utterances])
+        return np.array([self.boost if u.speaker in named else 0.0 for u in dialogue.utterances])
+
+
 class ScoredBaseline:
     """Shared `retrieve`: subclasses give per-utterance and per-image scores."""
 
     rule: SelectionRule
+    speakers: SpeakerHandling = SpeakerHandling()
 
     def score(self, dialogue: Dialogue, query: str) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
@@ -105,24 +142,37 @@ class BM25Baseline(ScoredBaseline):
     `min_score` is in BM25 units: 0 keeps anything sharing a term with the query.
     """
 
-    def __init__(self, rule: SelectionRule | None = None, k1: float = 1.5, b: float = 0.75):
+    def __init__(self, rule: SelectionRule | None = None, k1: float = 1.5, b: float = 0.75,
+                 speakers: SpeakerHandling | None = None, stem: bool = False):
         self.rule = rule or SelectionRule(relative=0.6, min_score=0.0)
         self.k1, self.b = k1, b
+        self.speakers = speakers or SpeakerHandling()
+        self.stem = stem  # English Snowball stemming (PyStemmer); off keeps the released baseline
+
+    def _tokens(self, text: str) -> list[str]:
+        tokens = tokenize(text)
+        if self.stem:
+            import Stemmer
+
+            tokens = Stemmer.Stemmer("english").stemWords(tokens)
+        return tokens
 
     def score(self, dialogue: Dialogue, query: str) -> tuple[np.ndarray, np.ndarray]:
         import bm25s
 
         captions = [(k, image.caption) for k, image in enumerate(dialogue.images) if image.caption]
-        corpus = [tokenize(u.text) for u in dialogue.utterances] + [tokenize(c) for _, c in captions]
-        query_tokens = tokenize(query)
+        corpus = [self._tokens(t) for t in self.speakers.texts(dialogue)] + [self._tokens(c) for _, c in captions]
+        query_tokens = self._tokens(self.speakers.query(dialogue, query))
         if not query_tokens or not any(corpus):
             scores = np.zeros(len(corpus))
         else:
             index = bm25s.BM25(k1=self.k1, b=self.b)
             index.index([doc or ["\x00"] for doc in corpus], show_progress=False)
             scores = np.asarray(index.get_scores(query_tokens), dtype=np.float64)
+        if self.speakers.boost and scores.max() > 0:
+            scores = scores / scores.max()  # the boost is in units of the best score
         n = len(dialogue.utterances)
-        utterance_scores = scores[:n]
+        utterance_scores = scores[:n] + self.speakers.bonus(dialogue, query)
         caption_scores = {k: float(s) for (k, _), s in zip(captions, scores[n:])}
         return utterance_scores, self._image_scores(dialogue, utterance_scores, caption_scores)
 
@@ -134,7 +184,8 @@ class EmbeddingBaseline(ScoredBaseline):
     is a cosine similarity.
     """
 
-    def __init__(self, embedder=None, rule: SelectionRule | None = None):
+    def __init__(self, embedder=None, rule: SelectionRule | None = None, speakers: SpeakerHandling | None = None):
+        self.speakers = speakers or SpeakerHandling()
         if embedder is None:
             from .embeddings import MiniLMCaptionEmbedder
 
@@ -158,12 +209,29 @@ class EmbeddingBaseline(ScoredBaseline):
 
     def score(self, dialogue: Dialogue, query: str) -> tuple[np.ndarray, np.ndarray]:
         captions = [(k, image.caption) for k, image in enumerate(dialogue.images) if image.caption]
-        texts = tuple([u.text for u in dialogue.utterances] + [c for _, c in captions])
-        scores = self._texts_vectors(texts) @ self.embedder.embed_texts([query])[0]
+        texts = tuple(self.speakers.texts(dialogue) + [c for _, c in captions])
+        scores = self._texts_vectors(texts) @ self.embedder.embed_texts([self.speakers.query(dialogue, query)])[0]
         n = len(dialogue.utterances)
-        utterance_scores = scores[:n].astype(np.float64)
+        utterance_scores = scores[:n].astype(np.float64) + self.speakers.bonus(dialogue, query)
         caption_scores = {k: float(s) for (k, _), s in zip(captions, scores[n:])}
         return utterance_scores, self._image_scores(dialogue, utterance_scores, caption_scores)
+
+
+class HybridBaseline(ScoredBaseline):
+    """z-scored BM25 plus `weight` times z-scored embedding scores (per dialogue)."""
+
+    def __init__(self, bm25: BM25Baseline, embedding: EmbeddingBaseline, weight: float = 1.0,
+                 rule: SelectionRule | None = None):
+        self.bm25, self.embedding, self.weight = bm25, embedding, weight
+        self.rule = rule or SelectionRule(relative=0.0, min_score=-np.inf, top_k=1)
+
+    def score(self, dialogue: Dialogue, query: str) -> tuple[np.ndarray, np.ndarray]:
+        def z(x: np.ndarray) -> np.ndarray:
+            sd = float(x.std()) if len(x) else 0.0
+            return (x - x.mean()) / sd if sd > 0 else x - (x.mean() if len(x) else 0.0)
+
+        (bu, bi), (eu, ei) = self.bm25.score(dialogue, query), self.embedding.score(dialogue, query)
+        return z(bu) + self.weight * z(eu), z(bi) + self.weight * z(ei)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,152 @@
+"""Real-chat benchmark: fragment retrieval on LoCoMo conversations (dev set), every method in one table.
+
+    python benchmarks/bench_real_chat.py --locomo ../shared/data/locomo-dev \
+        --model models/tiny-demo [--scorer DIR] [--limit N] [--update]
+
+Samples: `f2rvlm.data.locomo.locomo_rows` (a question whose evidence lies in one session -> a row
+over that session; ~35 turns, ~1.07 gold turns). Metrics: the paper's global (micro) utterance
+P/R/F1 from `f2rvlm.core.metrics`, the mean per-sample F1, and the latency per sample (2 cores).
+Baselines predict their top-1 turn (gold is ~1 turn). Speaker settings are fixed a priori (BM25
+boost 0.2 of the best score, cosine boost 0.1), never tuned on these samples; the dev questions
+are never trained on. LoCoMo: Maharana et al., ACL 2024 (snap-research/locomo).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import runpy
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def top1(scores: np.ndarray) -> list[int]:
+    return [int(np.argmax(scores))] if len(scores) else []
+
+
+def evaluate_method(name, predict, rows) -> dict:
+    """`predict(dialogue, query) -> utterance ids`; global + per-sample utterance metrics, latency."""
+    from f2rvlm.core.metrics import EvalSample, evaluate
+    from f2rvlm.core.protocol import Answer
+    from f2rvlm.data.schema import row_example
+
+    samples, seconds = [], []
+    for row in rows:
+        dialogue, query, gold_utts, _ = row_example(row)
+        start = time.perf_counter()
+        predicted = predict(dialogue, query)
+        seconds.append(time.perf_counter() - start)
+        samples.append(EvalSample(Answer(predicted, []), Answer(gold_utts, []), len(dialogue), 0))
+    report = evaluate(samples, per_sample=True)
+    u, per = report.utterance, report.per_sample["sentence"] if "sentence" in report.per_sample else None
+    per = per or next(iter(report.per_sample.values()))
+    return {"method": name, "precision": round(u.precision, 4), "recall": round(u.recall, 4), "f1": round(u.f1, 4),
+            "per_sample_f1": round(per.f1, 4), "ms_per_sample": round(1000 * float(np.median(seconds)), 1),
+            "samples": len(rows)}
+
+
+def baseline_methods(scorer_dir: str | None):
+    from f2rvlm.baselines import BM25Baseline, EmbeddingBaseline, HybridBaseline, SpeakerHandling
+    from f2rvlm.embeddings import MiniLMCaptionEmbedder
+
+    def scored(baseline):
+        return lambda dialogue, query: top1(baseline.score(dialogue, query)[0])
+
+    speaker_bm25 = BM25Baseline(stem=True, speakers=SpeakerHandling(strip_names=True, boost=0.2))
+    minilm = MiniLMCaptionEmbedder()
+    speaker_minilm = EmbeddingBaseline(minilm, speakers=SpeakerHandling(speaker_prefix=True, strip_names=True, boost=0.1))
+    methods = [
+        ("BM25 (bm25s), top-1", scored(BM25Baseline())),
+        ("BM25 + stemming + speaker names dropped from the query", scored(BM25Baseline(stem=True, speakers=SpeakerHandling(strip_names=True)))),
+        ("speaker-aware BM25 (+ boost for the named speaker's turns)", scored(speaker_bm25)),
+        ("MiniLM zero-shot (plain turns)", scored(EmbeddingBaseline(minilm))),
+        ("MiniLM zero-shot, speaker-aware ('speaker: text', names dropped, boost)", scored(speaker_minilm)),
+        ("hybrid: z(speaker-aware BM25) + z(speaker-aware MiniLM)", scored(HybridBaseline(speaker_bm25, speaker_minilm))),
+    ]
+    if scorer_dir:
+        tuned = EmbeddingBaseline(MiniLMCaptionEmbedder(scorer_dir),
+                                  speakers=SpeakerHandling(speaker_prefix=True, strip_names=True, boost=0.1))
+        methods += [
+            ("MiniLM fine-tuned on self-supervised real-turn queries, speaker-aware", scored(tuned)),
+            ("fusion: z(speaker-aware BM25) + z(fine-tuned MiniLM)", scored(HybridBaseline(speaker_bm25, tuned))),
+        ]
+    return methods
+
+
+def model_methods(model_dir: str):
+    import torch
+
+    from f2rvlm.models.hub import load_model
+    from f2rvlm.models.registry_f2rvlm import RETRIEVAL_MODES
+
+    torch.set_num_threads(2)
+    model, processor = load_model(model_dir)
+    declared = model.config.default_retrieval_mode
+    methods = []
+    for mode in RETRIEVAL_MODES:
+        if RETRIEVAL_MODES[mode].needs_relevance_head and model.relevance_head is None and model.text_scorer is None:
+            continue
+        label = f"F2RVLM {os.path.basename(os.path.normpath(model_dir))}: {mode}" + (" (declared)" if mode == declared else "")
+        methods.append((label, lambda d, q, mode=mode: model.retrieve(d, q, processor=processor, mode=mode).utterance_ids))
+    return methods
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--locomo", required=True, help="LoCoMo zip / JSON / folder (the dev conversations)")
+    parser.add_argument("--model", action="append", default=[], help="F2RVLM model folder(s) to evaluate in every mode")
+    parser.add_argument("--scorer", default=None, help="a fine-tuned sentence-transformers folder (lever row)")
+    parser.add_argument("--limit", type=int, default=None, help="first N samples only (smoke runs)")
+    parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument("--out", default=str(HERE / "real_chat" / "results.json"))
+    parser.add_argument("--update", action="store_true", help="rewrite the real-chat section of RESULTS.md")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from f2rvlm.data.locomo import locomo_rows
+
+    torch.set_num_threads(2)
+    rows, report = locomo_rows(args.locomo)
+    rows = rows[: args.limit] if args.limit else rows
+    print(report.summary(), flush=True)
+    results = []
+    rng = random.Random(0)
+    if not args.no_baselines:
+        seeds = [random.Random(s) for s in range(20)]
+        runs = [evaluate_method("random turn", lambda d, q, r=r: [d.id_offset + r.randrange(len(d))], rows) for r in seeds]
+        results.append({**runs[0], "method": "random turn (mean of 20 seeds)",
+                        **{k: round(float(np.mean([x[k] for x in runs])), 4) for k in ("precision", "recall", "f1", "per_sample_f1")}})
+        for name, predict in baseline_methods(args.scorer):
+            results.append(evaluate_method(name, predict, rows))
+            print(results[-1], flush=True)
+    for model_dir in args.model:
+        for name, predict in model_methods(model_dir):
+            results.append(evaluate_method(name, predict, rows))
+            print(results[-1], flush=True)
+    del rng
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump({"samples": len(rows), "conversion": report.summary().split(": ", 1)[-1], "results": results}, f, indent=1)
+    header = ["method", "utt P", "utt R", "utt F1 (global)", "per-sample F1", "ms/sample"]
+    table = [[r["method"], r["precision"], r["recall"], r["f1"], r["per_sample_f1"], r["ms_per_sample"]] for r in results]
+    results_module = runpy.run_path(str(HERE / "results.py"))
+    body = (f"LoCoMo dev conversations (5 of 10; Maharana et al., ACL 2024), {len(rows)} samples "
+            f"({report.summary().split(': ', 1)[-1]}). Dev numbers: no dev question or evidence is trained on.\n\n"
+            + results_module["markdown_table"](header, table))
+    print(body)
+    if args.update:
+        command = "python benchmarks/bench_real_chat.py --locomo ../shared/data/locomo-dev " + " ".join(
+            f"--model {m}" for m in args.model) + (f" --scorer {args.scorer}" if args.scorer else "")
+        results_module["update_section"]("real_chat", body, command)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
