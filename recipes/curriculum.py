@@ -35,6 +35,12 @@ class CurriculumArguments:
 
     output_dir: str = field(default="outputs/curriculum", metadata={"help": "Dataset folder to write (train_grpo split, ordered)."})
     entropy: str = field(default="sequence", metadata={"help": "`sequence` (released normalised-sequence entropy) or `token`."})
+    tie_break: str = field(default="dataset", metadata={"help": "avgF1 ties in a kept bucket: `dataset` order (released) "
+                                                                 "or `entropy` (lower H first)."})
+    bucket_order: str = field(default="f1", metadata={"help": "Kept middle/confusing rows written by avgF1 descending (`f1`, "
+                                                               "released) or in `dataset` order."})
+    min_keep: int = field(default=1, metadata={"help": "Rows kept at least per non-empty middle/confusing bucket "
+                                                        "(released: 1; 0: int(n * fraction))."})
     do_sample: bool = field(default=True, metadata={"help": "Sample the answer (False: greedy)."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
     top_p: float = field(default=0.85, metadata={"help": "Nucleus sampling."})
@@ -134,7 +140,10 @@ def main(script_args: ScriptArguments, cur_args: CurriculumArguments, model_args
     sampled = sample_answers(model, processor, rows, template, cur_args)
     samples = [CurriculumSample(text, r["gold_utterance_ids"], r["gold_image_ids"], logprobs=lps, token_entropies=hs)
                for (text, lps, hs), r in zip(sampled, rows)]
-    result = build_curriculum(samples, entropy=cur_args.entropy)
+    result = build_curriculum(samples, entropy=cur_args.entropy, tie_break=cur_args.tie_break,
+                              bucket_order=cur_args.bucket_order, min_keep=cur_args.min_keep)
+    if result.unscored:
+        logger.warning("%d rows left out: their sampled answers' ids cannot be scored (as released)", len(result.unscored))
     logger.info("buckets: %s", result.summary)
 
     # ------------------------------------------------------------------ 5. write the ordered set
@@ -158,7 +167,8 @@ def main(script_args: ScriptArguments, cur_args: CurriculumArguments, model_args
     with open(os.path.join(out, "scores.jsonl"), "w", encoding="utf-8") as f:
         for i, ((text, _, _), r) in enumerate(zip(sampled, rows)):
             f.write(json.dumps({"row": i, "dialogue_id": r["dialogue_id"], "query": r["query"], "sample": text,
-                                "solution": r["solution"], "avg_f1": result.f1[i], "entropy": result.entropy[i],
+                                "solution": r["solution"], "avg_f1": None if result.difficulty[i] is None else result.f1[i],
+                                "entropy": result.entropy[i],
                                 "difficulty": result.difficulty[i], "kept": i in set(result.order)},
                                ensure_ascii=False) + "\n")
     write_recipe_record(out, "curriculum", script_args, cur_args, model_args, extra={"summary": result.summary})

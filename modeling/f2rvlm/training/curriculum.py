@@ -4,26 +4,39 @@ Input per training row: the SFT model's sampled answer, its token log-probabilit
 per-token option, its per-token predictive entropies) and the gold ids. Then:
 
 1. avgF1 = mean of the utterance and image F1 (per-sample convention of `metrics`: empty gold
-   scores 1 for an empty prediction, else 0); the answer is parsed leniently by default.
-2. H (released rule, `entropy="sequence"`): p_t = exp(lp_t) / sum exp(lp), H = -sum p_t log p_t;
-   no log-probs -> H = 10. Option `entropy="token"`: the mean per-token predictive entropy
-   (needs full distributions, so the caller passes per-token entropies); none -> 10.
+   scores 1 for an empty prediction, else 0); the answer is read as the released scripts read it
+   (`metrics.id_values`, lenient by default). A row whose ids the released reading rejects (e.g.
+   `<|utt_ids_start|>5<|utt_ids_end|>`) is dropped before the quartiles, as the released script
+   skips it (difficulty `None`).
+2. H (released rule, `entropy="sequence"`): p_t = exp(lp_t) / sum exp(lp),
+   H = -sum p_t log(p_t + 1e-12); no log-probs -> H = 10. Option `entropy="token"`: the mean
+   per-token predictive entropy (needs full distributions, so the caller passes per-token
+   entropies); none -> 10.
 3. Quartiles of avgF1 and H over the whole set with `numpy.quantile(method="linear")` (numpy's
    default). easy: F1 >= Q75(F1) and H <= Q25(H); else middle: F1 >= Q50 and H <= Q50; else
    confusing: F1 >= Q25 and H <= Q75; else hard.
 4. Drop easy and middle rows whose gold is empty (no utterance and no image). Keep the best 10%
-   of the remaining middle rows and the best 50% of confusing ones, counts rounded down
-   (`int(n * fraction)`); "best" = higher avgF1, ties by lower H, then by lower row index. All
-   easy and hard rows are kept.
-5. Order easy -> middle -> confusing -> hard; inside a bucket rows keep their dataset order.
+   of the remaining middle rows and the best 50% of confusing ones, `max(1, int(n * fraction))`
+   rows (at least one per non-empty bucket, as released); "best" = higher avgF1, ties in dataset
+   order (a stable sort, as released). All easy and hard rows are kept.
+5. Order easy -> middle -> confusing -> hard; easy and hard rows keep their dataset order, the kept
+   middle and confusing rows are in avgF1-descending order (as released: the released script
+   writes the sorted selection).
+
+Options (this project's variants; the defaults are the released scripts, `course_sample_v1/v2.py`):
+`tie_break="entropy"` breaks avgF1 ties by lower H, then dataset order; `bucket_order="dataset"`
+writes the kept rows of every bucket in dataset order; `min_keep=0` lets a small bucket keep none
+(`int(n * fraction)` rows).
 
 >>> from f2rvlm.core.protocol import render_answer as A
 >>> rows = [CurriculumSample(A([1], []), [1], [], logprobs=[-0.01, -0.02]),
 ...         CurriculumSample(A([2], []), [1], [], logprobs=[-2.0, -0.1, -3.0]),
 ...         CurriculumSample(A([], []), [], [], logprobs=None)]
 >>> result = build_curriculum(rows)
->>> result.difficulty, result.order  # int(1 * 10%) = 0 middle rows kept
-(['middle', 'hard', 'hard'], [1, 2])
+>>> result.difficulty, result.order  # max(1, int(1 * 10%)) = 1 middle row kept, as released
+(['middle', 'hard', 'hard'], [0, 1, 2])
+>>> build_curriculum(rows, min_keep=0).order  # int(1 * 10%) = 0
+[1, 2]
 """
 
 from __future__ import annotations
@@ -35,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.metrics import as_answer, set_scores
+from ..core.metrics import id_values, set_scores
 from ..core.protocol import Answer
 
 #: H of a row without log-probabilities (or per-token entropies).
@@ -44,6 +57,10 @@ DIFFICULTIES: tuple[str, ...] = ("easy", "middle", "confusing", "hard")
 #: Fraction of each bucket kept (after dropping empty-gold easy/middle rows).
 KEEP_FRACTIONS: dict[str, float] = {"easy": 1.0, "middle": 0.1, "confusing": 0.5, "hard": 1.0}
 QUANTILE_METHOD = "linear"
+#: Rows kept at least per non-empty middle / confusing bucket (released: `max(1, ...)`).
+MIN_KEEP = 1
+TIE_BREAKS = ("dataset", "entropy")
+BUCKET_ORDERS = ("f1", "dataset")
 
 
 @dataclass(frozen=True)
@@ -74,12 +91,13 @@ def average_f1(prediction: Any, gold: Answer, parse_mode: str = "lenient") -> fl
     >>> average_f1("<|utt_ids_start|>[1, 2]<|utt_ids_end|>;<|img_ids_start|>[]<|img_ids_end|>", Answer([1], []))
     0.8333333333333333
     """
-    pred = as_answer(prediction, parse_mode)
-    return (set_scores(pred.utterance_ids, gold.utterance_ids).f1 + set_scores(pred.image_ids, gold.image_ids).f1) / 2
+    pu, pi, _ = id_values(prediction, parse_mode)
+    return (set_scores(pu, gold.utterance_ids).f1 + set_scores(pi, gold.image_ids).f1) / 2
 
 
 def sequence_entropy(logprobs: Sequence[float] | None) -> float:
-    """Entropy of the token probabilities normalised over the answer (released rule).
+    """Entropy of the token probabilities normalised over the answer (released rule, with its
+    `+ 1e-12` inside the log).
 
     >>> round(sequence_entropy([-1.0, -1.0]), 6) == round(math.log(2), 6), sequence_entropy(None)
     (True, 10.0)
@@ -87,8 +105,9 @@ def sequence_entropy(logprobs: Sequence[float] | None) -> float:
     if logprobs is None or len(logprobs) == 0:
         return NO_LOGPROB_ENTROPY
     lp = np.asarray(logprobs, dtype=np.float64)
-    log_p = lp - (lp.max() + np.log(np.exp(lp - lp.max()).sum()))  # log of exp(lp_t) / sum exp(lp)
-    return float(-(np.exp(log_p) * log_p).sum())
+    probs = np.exp(lp - lp.max())  # exp(lp_t) / sum exp(lp), without underflow for very negative log-probs
+    probs /= probs.sum()
+    return float(-np.sum(probs * np.log(probs + 1e-12)))
 
 
 def predictive_entropy(token_entropies: Sequence[float] | None) -> float:
@@ -145,20 +164,37 @@ class CurriculumResult:
     f1_quartiles: Quartiles
     entropy_quartiles: Quartiles
     summary: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: Rows the released reading could not score (difficulty None; left out, as released).
+    unscored: list[int] = field(default_factory=list)
 
 
 def build_curriculum(samples: Sequence[CurriculumSample], entropy: str = "sequence", parse_mode: str = "lenient",
-                     keep_fractions: dict[str, float] | None = None) -> CurriculumResult:
+                     keep_fractions: dict[str, float] | None = None, tie_break: str = "dataset",
+                     bucket_order: str = "f1", min_keep: int = MIN_KEEP) -> CurriculumResult:
     """Score, bucket, filter and order rows (module docstring). `entropy`: "sequence" (released
-    rule, default) or "token" (mean per-token predictive entropy)."""
+    rule, default) or "token" (mean per-token predictive entropy); `tie_break`, `bucket_order`,
+    `min_keep`: released by default, this project's variants as options."""
     if entropy not in ("sequence", "token"):
         raise ValueError(f"entropy must be 'sequence' or 'token', got {entropy!r}")
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
+    if bucket_order not in BUCKET_ORDERS:
+        raise ValueError(f"bucket_order must be one of {BUCKET_ORDERS}, got {bucket_order!r}")
     fractions = dict(KEEP_FRACTIONS, **(keep_fractions or {}))
-    f1s = [average_f1(s.completion, Answer(list(s.gold_utterance_ids), list(s.gold_image_ids)), parse_mode)
-           for s in samples]
+    f1s: list[float] = []
+    scored: list[int] = []
+    for i, s in enumerate(samples):
+        try:
+            f1s.append(average_f1(s.completion, Answer(list(s.gold_utterance_ids), list(s.gold_image_ids)), parse_mode))
+            scored.append(i)
+        except TypeError:  # ids the released reading cannot make a set of: the released script skips the row
+            f1s.append(float("nan"))
     hs = [sequence_entropy(s.logprobs) if entropy == "sequence" else predictive_entropy(s.token_entropies)
           for s in samples]
-    labels, qf, qh = assign_difficulty(f1s, hs)
+    scored_labels, qf, qh = assign_difficulty([f1s[i] for i in scored], [hs[i] for i in scored])
+    labels: list[str | None] = [None] * len(samples)
+    for i, label in zip(scored, scored_labels):
+        labels[i] = label
     summary = {name: {"total": 0, "dropped_empty_gold": 0, "dropped_by_rank": 0, "kept": 0} for name in DIFFICULTIES}
     order: list[int] = []
     for name in DIFFICULTIES:
@@ -168,9 +204,16 @@ def build_curriculum(samples: Sequence[CurriculumSample], entropy: str = "sequen
             empty = [i for i in rows if samples[i].gold_is_empty]
             summary[name]["dropped_empty_gold"] = len(empty)
             rows = [i for i in rows if not samples[i].gold_is_empty]
-        keep = len(rows) if fractions[name] >= 1 else int(len(rows) * fractions[name])
-        best = sorted(rows, key=lambda i: (-f1s[i], hs[i], i))[:keep]
+        if fractions[name] >= 1:
+            keep, ranked = len(rows), list(rows)
+        else:
+            keep = min(len(rows), max(min_keep, int(len(rows) * fractions[name])))
+            key = (lambda i: (-f1s[i], hs[i], i)) if tie_break == "entropy" else (lambda i: (-f1s[i], i))
+            ranked = sorted(rows, key=key)
+        best = ranked[:keep]
         summary[name]["dropped_by_rank"] = len(rows) - keep
         summary[name]["kept"] = keep
-        order += sorted(best)
-    return CurriculumResult(order, labels, f1s, hs, qf, qh, summary)
+        order += best if bucket_order == "f1" else sorted(best)
+    result = CurriculumResult(order, labels, f1s, hs, qf, qh, summary)
+    result.unscored = [i for i, label in enumerate(labels) if label is None]
+    return result
