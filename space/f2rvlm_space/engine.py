@@ -7,11 +7,13 @@ benchmark can check the same code paths through the UI or directly.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +31,16 @@ SPACE_LIMITS = ImportLimits(
     max_ratio=200.0,
     max_turns=3_000,
     max_image_pixels=40_000_000,
+    # per-session disk cap: what one import may extract (photos of a 25 MB export fit; a small zip
+    # of highly compressible files cannot fill the disk: the images past the cap are reported)
+    max_extract_bytes=60 * MB,
 )
+#: All session folders together (env F2RVLM_SPACE_DISK_MB): past it, stale folders are swept and
+#: a new upload is refused with a message until sessions end.
+SESSIONS_DISK_BUDGET = int(os.environ.get("F2RVLM_SPACE_DISK_MB", "3000")) * MB
+#: A session folder untouched for this long belongs to a session that is gone (gr.State's TTL).
+STALE_SESSION_SECONDS = 2 * 3600
+SESSION_PREFIX = "f2rvlm-space-"
 MAX_QUERIES = 8
 MAX_QUERY_CHARS = 500
 
@@ -259,8 +270,16 @@ class ChatSession:
     source: tuple = ()
     thumbnails: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        # the folder also goes when the session object does (a client gone without the State's
+        # delete callback, a handler that dropped it): `close` is only the early, explicit path
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self.workdir, True)
+
     def close(self) -> None:
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        self._finalizer()
+
+    def __deepcopy__(self, memo):  # one folder, one owner: a copy would delete it when collected
+        return self
 
     def summary(self) -> dict:
         return {
@@ -277,11 +296,63 @@ class ChatSession:
         return redact_text(text) if self.redact else text
 
 
+_LOG = logging.getLogger(__name__)
+
+
+def sessions_root() -> str:
+    root = os.environ.get("F2RVLM_SPACE_TMP") or tempfile.gettempdir()
+    os.makedirs(root, exist_ok=True)
+    return root
+
+
+def _folder_bytes(folder: str) -> int:
+    total = 0
+    for dirpath, _, filenames in os.walk(folder):
+        for filename in filenames:
+            try:
+                total += os.lstat(os.path.join(dirpath, filename)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def session_folders(root: str | None = None) -> list[str]:
+    """The session folders under the sessions root (ours by name prefix)."""
+    root = root or sessions_root()
+    try:
+        return [os.path.join(root, n) for n in os.listdir(root) if n.startswith(SESSION_PREFIX)]
+    except OSError:
+        return []
+
+
+def sessions_disk_usage(root: str | None = None) -> int:
+    """Bytes held by all session folders."""
+    return sum(_folder_bytes(folder) for folder in session_folders(root))
+
+
+def sweep_stale_sessions(root: str | None = None, max_age: float = STALE_SESSION_SECONDS) -> int:
+    """Remove session folders untouched for `max_age` seconds (left by a killed process or a lost
+    session); the number removed."""
+    removed, now = 0, time.time()
+    for folder in session_folders(root):
+        try:
+            if now - os.stat(folder).st_mtime > max_age:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+        except OSError:
+            pass
+    return removed
+
+
 def new_workdir() -> str:
-    root = os.environ.get("F2RVLM_SPACE_TMP") or None
-    if root:
-        os.makedirs(root, exist_ok=True)
-    return tempfile.mkdtemp(prefix="f2rvlm-space-", dir=root)
+    """A fresh session folder; refused with `ChatImportError` while all sessions together hold more
+    than `SESSIONS_DISK_BUDGET` (stale folders are swept first)."""
+    root = sessions_root()
+    if sessions_disk_usage(root) > SESSIONS_DISK_BUDGET:
+        sweep_stale_sessions(root)
+        if sessions_disk_usage(root) > SESSIONS_DISK_BUDGET:
+            raise ChatImportError("the Space is short of disk space for uploads right now; try again in a few minutes")
+    return tempfile.mkdtemp(prefix=SESSION_PREFIX, dir=root)
 
 
 def import_upload(path, limits: ImportLimits = SPACE_LIMITS, redact: bool = False,
@@ -299,13 +370,18 @@ def import_upload(path, limits: ImportLimits = SPACE_LIMITS, redact: bool = Fals
         os.makedirs(media, exist_ok=True)
         imported = import_chat(path, limits=limits, extract_to=media)
         dialogue, changed = redact_dialogue(imported.dialogue) if redact else (imported.dialogue, 0)
+        return ChatSession(workdir, name, imported, dialogue, changed, redact, source=("upload", str(path)))
     except ChatImportError:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
-    except (OSError, ValueError, UnicodeError, RecursionError, MemoryError) as err:
+    except Exception as err:  # noqa: BLE001 - never a traceback for the user, never a folder left
         shutil.rmtree(workdir, ignore_errors=True)
-        raise ChatImportError(f"{name}: cannot be read ({type(err).__name__}: {err})") from None
-    return ChatSession(workdir, name, imported, dialogue, changed, redact, source=("upload", str(path)))
+        _LOG.exception("unexpected error importing %s", name)
+        message = " ".join(f"{type(err).__name__}: {err}".split())[:200]
+        raise ChatImportError(f"{name}: cannot be read ({message})") from None
+    except BaseException:  # the client went away (cancelled task), Ctrl-C: the folder still goes
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
 
 
 def samples_dir() -> Path:

@@ -167,3 +167,26 @@ def test_example_dialogue_offers_its_queries(space):
     want = retriever.model.retrieve(session.dialogue, query.splitlines()[1], processor=retriever.processor)
     session.close()
     assert [int(i) for i in HIT.findall(html)] == want.utterance_ids
+
+
+def test_repeated_crashing_upload_through_the_app_leaves_no_folder(space, monkeypatch):
+    """A reader bug after extracting 1 MB, hit twenty times through /load_chat and /retrieve: the
+    user gets a message, the sessions folder keeps the same folders and bytes as before."""
+    _, client, root = space
+
+    def crashing_import(path, *, limits, extract_to, **_):
+        (Path(extract_to) / "partial.bin").write_bytes(b"x" * 1_000_000)
+        raise AttributeError("'str' object has no attribute 'get'")
+
+    path = fixtures.write_telegram_zip(root / "crash.zip")
+    before = (sorted(engine.session_folders()), engine.sessions_disk_usage())
+    monkeypatch.setattr(engine, "import_chat", crashing_import)
+    for _ in range(20):
+        status, _, _ = client.predict(gradio_client.handle_file(str(path)), False, api_name="/load_chat")
+        assert "Could not import this file" in status and "AttributeError" in status
+        with pytest.raises(gradio_client.exceptions.AppError, match="cannot be read"):
+            client.predict(gradio_client.handle_file(str(path)), "query", api_name="/retrieve")
+    after = (sorted(engine.session_folders()), engine.sessions_disk_usage())
+    print(f"\nsessions disk before {before[1]:,} B, after 40 crashing requests {after[1]:,} B")
+    assert after[0] == before[0] or len(after[0]) <= len(before[0])
+    assert after[1] <= before[1]

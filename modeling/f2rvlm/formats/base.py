@@ -21,6 +21,7 @@ from .safety import (
     ChatImportError,
     DamagedMemberError,
     ImportLimits,
+    MediaSkipped,
     SafeZip,
     image_problem,
     looks_like_image_name,
@@ -321,8 +322,8 @@ class DialogueBuilder:
     ) -> DialogueImage | None:
         try:
             loaded = source.load(name)
-        except DamagedMemberError as err:
-            self.ignore("unreadable image", f"{where}: {err}")
+        except MediaSkipped as err:  # damaged, or over the disk cap: left out, reported
+            self.ignore(err.kind, f"{where}: {err}")
             return None
         if isinstance(loaded, Path):
             if loaded in self._used_paths:  # Dialogue allows one turn per image file

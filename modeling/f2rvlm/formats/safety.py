@@ -23,6 +23,11 @@ Defaults of `ImportLimits` (documented choices, the Space may lower them):
 | max_ratio | 200 | per member over 1 MiB; chat text compresses ~10x, zeros ~1000x |
 | max_turns | 5,000 | turns of one imported dialogue (long chats are windowed, PROTOCOL §8) |
 | max_image_pixels | 40 M | width x height of one image (Pillow warns at ~89 M) |
+| max_extract_bytes | 500 MB | bytes one import may write to `extract_to` (the Space's per-session disk cap) |
+| max_extract_ratio | 10 | ... and at most this many times the zip's size, but always 10 MB (photos hardly compress) |
+
+A member that cannot be used (damaged, or over `max_extract_bytes`) raises `MediaSkipped`: an image
+is then left out and reported under `MediaSkipped.kind`; the chat file itself ends the import.
 """
 
 from __future__ import annotations
@@ -60,9 +65,21 @@ class ChatImportError(ValueError):
     unexpected = False
 
 
-class DamagedMemberError(ChatImportError):
+class MediaSkipped(ChatImportError):
+    """One media file cannot be used; readers leave the image out and report it as `kind`."""
+
+    kind = "unreadable image"
+
+
+class DamagedMemberError(MediaSkipped):
     """One zip member cannot be decompressed (corrupt stream, lying header); a damaged image is
     reported and left out, a damaged chat file ends the import."""
+
+
+class DiskCapError(MediaSkipped):
+    """Extracting one more member would pass `ImportLimits.max_extract_bytes`."""
+
+    kind = "image over the disk cap"
 
 
 @dataclass(frozen=True)
@@ -79,6 +96,12 @@ class ImportLimits:
     max_ratio: float = 200.0
     max_turns: int = 5_000
     max_image_pixels: int = 40_000_000
+    max_extract_bytes: int = 500 * MB
+    max_extract_ratio: float = 10.0
+
+
+#: An import may always extract this much (a small zip with a few photos), whatever its size.
+EXTRACT_FLOOR_BYTES = 10 * MB
 
 
 DEFAULT_LIMITS = ImportLimits()
@@ -142,6 +165,14 @@ class SafeZip:
         self.path = Path(path)
         self.limits = limits
         self._bytes_read = 0
+        self._bytes_extracted = 0
+        try:
+            archive_bytes = self.path.stat().st_size
+        except OSError:
+            archive_bytes = 0
+        #: bytes `extract` may write: a small zip of very compressible files cannot fill a disk
+        self.extract_cap = min(limits.max_extract_bytes,
+                               max(EXTRACT_FLOOR_BYTES, int(limits.max_extract_ratio * archive_bytes)))
         try:
             self._zip = zipfile.ZipFile(self.path)
             infos = self._zip.infolist()
@@ -240,6 +271,13 @@ class SafeZip:
             raise ChatImportError(f"zip member {_short(name)} is not in the archive")
         suffix = PurePosixPath(name).suffix.lower()
         target = root / f"m{index:05d}{suffix if _PLAIN_SUFFIX.fullmatch(suffix) else ''}"
+        if target.exists():
+            return target
+        size = self._members[name].file_size
+        if self._bytes_extracted + size > self.extract_cap:
+            raise DiskCapError(f"zip member {_short(name)} not extracted: the import would write more than "
+                               f"{self.extract_cap / MB:.0f} MB to disk")
+        self._bytes_extracted += size
         try:
             with open(target, "wb") as out:
                 out.writelines(self._chunks(name))
