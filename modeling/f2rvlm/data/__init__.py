@@ -17,7 +17,7 @@ from .cards import (
     statistics_by_split,
     statistics_table,
 )
-from .io import atomic_folder, push_to_hub, write_dataset, write_split
+from .io import atomic_folder, push_to_hub, recover_build, write_dataset, write_split
 from .released import read_released_file, read_wechat_file
 from .samples import SAMPLES_DIR, load_samples, sample_rows, write_samples
 from .schema import (
@@ -37,6 +37,6 @@ __all__ = [
     "COLUMNS", "RELEASE_FILES", "RELEASE_SPLITS", "SAMPLES_DIR", "SYNTHETIC_SPLITS", "ConversionReport", "DataError",
     "atomic_folder", "build_from_release", "build_synthetic", "build_wechat", "card_statistics_block",
     "compute_statistics", "features", "load_samples", "make_row", "push_to_hub", "read_released_file",
-    "read_wechat_file", "render_card", "row_example", "sample_rows", "statistics_by_split", "statistics_table",
+    "read_wechat_file", "recover_build", "render_card", "row_example", "sample_rows", "statistics_by_split", "statistics_table",
     "synthetic_rows", "write_dataset", "write_samples", "write_split",
 ]
