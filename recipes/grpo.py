@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 
 from f2rvlm.training.args import (
+    apply_max_pixels,
     F2RVLMGRPOConfig,
     ModelArguments,
     ScriptArguments,
@@ -57,6 +58,7 @@ def main(script_args: ScriptArguments, training_args: F2RVLMGRPOConfig, model_ar
 
     # ------------------------------------------------------------------ 2. model
     model, processor = load_model_and_processor(model_args, dry_run=script_args.dry_run)
+    apply_max_pixels(processor, training_args.max_pixels)  # released MAX_PIXELS (recipes/README.md)
     model.generation_config.do_sample = True
 
     # ------------------------------------------------------------------ 3. data

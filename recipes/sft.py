@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 
-from f2rvlm.training.args import F2RVLMSFTConfig, ModelArguments, ScriptArguments, parse_recipe_args
+from f2rvlm.training.args import F2RVLMSFTConfig, ModelArguments, ScriptArguments, apply_max_pixels, parse_recipe_args
 from f2rvlm.training.callbacks import recipe_callbacks, train_and_save
 from f2rvlm.training.examples import (
     ensure_dry_run_dataset,
@@ -69,6 +69,7 @@ def main(script_args: ScriptArguments, training_args: F2RVLMSFTConfig, model_arg
         logger.info("tiny tokenizer trained on %d training texts too", len(texts))
     model, processor = load_model_and_processor(model_args, dry_run=script_args.dry_run,
                                                 num_topics=len(topics) or None, tokenizer_texts=texts)
+    apply_max_pixels(processor, training_args.max_pixels)  # released MAX_PIXELS (recipes/README.md)
     template = resolve_template(script_args, model, train[0])
     has_head = getattr(model, "relevance_head", None) is not None
     has_topics = getattr(model, "topic_head", None) is not None and bool(topics)

@@ -9,6 +9,12 @@
 - `EmbeddingCache`: vectors computed once per (dialogue_id, utterance/image id), optionally
   persisted to a safetensors file, and looked up by the coherence reward at every step.
 
+Images without a caption (the released MLDR rows carry images but no captions) and a caption-based
+embedder (MiniLM, the default): `EmbeddingCache.row_vectors` embeds such an image through the text
+of the utterance that carries it (its host turn), and gives it a zero vector when that turn has no
+text either (an image-only turn; a zero vector has cosine 0 with its neighbours). Documented
+fallback, never an error; a CLIP-style embedder (`F2RVLM_EMBEDDER=clip:<model>`) embeds the pixels.
+
 All embedders return float32 arrays of shape `(n, dim)` whose rows have unit L2 norm (a zero
 vector stays zero).
 
@@ -135,6 +141,8 @@ class MiniLMCaptionEmbedder:
     """
 
     dim = 384
+    #: Images are embedded through their captions (EmbeddingCache applies the host-text fallback).
+    embeds_captions = True
 
     def __init__(self, model_name_or_path: str | None = None, device: str = "cpu", batch_size: int = 64):
         self.model_name_or_path = model_name_or_path
@@ -316,10 +324,25 @@ class EmbeddingCache:
         return self._lookup(key, "i", list(images), self.embedder.embed_images)
 
     def row_vectors(self, row: Mapping) -> tuple[np.ndarray, np.ndarray]:
-        """`(utterance vectors, image vectors)` of a dataset row (schema of docs/data.md)."""
+        """`(utterance vectors, image vectors)` of a dataset row (schema of docs/data.md).
+
+        With a caption-based embedder, an image without caption is embedded through its host
+        turn's text, or gets a zero vector when that turn has no text (module docstring)."""
         texts, images = row_items(row)
         did = row.get("dialogue_id")
+        if getattr(self.embedder, "embeds_captions", False):
+            images = host_captioned(images, row)
+            key = self.dialogue_key(did, texts)
+            return self.utterance_vectors(did, texts), self._lookup(key, "i", images, self._embed_captioned)
         return self.utterance_vectors(did, texts), self.image_vectors(did, images, texts)
+
+    def _embed_captioned(self, images: list[DialogueImage]) -> np.ndarray:
+        have = [k for k, image in enumerate(images) if image.caption]
+        dim = getattr(self.embedder, "dim", None) or self.embedder.embed_texts(["x"]).shape[1]
+        out = np.zeros((len(images), dim), np.float32)
+        if have:
+            out[have] = self.embedder.embed_images([images[k] for k in have])
+        return out
 
     def precompute(self, rows: Iterable[Mapping]) -> EmbeddingCache:
         """Embed every utterance and image of a dataset once (dialogues shared by queries once)."""
@@ -372,6 +395,22 @@ def row_items(row: Mapping) -> tuple[list[str], list[DialogueImage]]:
         caption = captions[k] if k < len(captions) else None
         images.append(_image(source, caption))
     return texts, images
+
+
+def host_captioned(images: Sequence[DialogueImage], row: Mapping) -> list[DialogueImage]:
+    """`images` where each image without a caption takes the text of the utterance that carries it
+    (`utterances[*].image_ids`) as its caption; still none when that text is empty."""
+    hosts: dict[int, str] = {}
+    for u in row.get("utterances") or []:
+        if isinstance(u, Mapping):
+            for k in u.get("image_ids") or []:
+                hosts[int(k)] = u.get("text") or ""
+    out = []
+    for k, image in enumerate(images):
+        if not image.caption and hosts.get(k, "").strip():
+            image = DialogueImage(image.source if image.source is not None else "", hosts[k])
+        out.append(image)
+    return out
 
 
 def _image(source, caption) -> DialogueImage:

@@ -210,3 +210,24 @@ def test_coherence_uses_cache_not_recompute():
     expected = (float(u[0] @ u[1]) + float(u[1] @ i[0])) / 2
     assert r([A([0, 1], [0])], [A([1], [0])], **ROW)[0] == pytest.approx(expected)
     assert np.isclose(np.linalg.norm(u, axis=1), 1).all()
+
+
+def test_coherence_default_embedder_on_caption_less_released_rows():
+    """Released MLDR rows carry images but no captions: the default (MiniLM) embedder must not
+    raise; a captionless image is embedded through its host turn's text (zero vector if none)."""
+    from f2rvlm.core.dialogue import Dialogue, DialogueImage, Utterance
+    from f2rvlm.core.protocol import build_messages
+    from f2rvlm.embeddings import MiniLMCaptionEmbedder
+
+    dialogue = Dialogue([Utterance("user1", "we hiked to the lake"),
+                         Utterance("user2", "look at the lake", [DialogueImage("a.png")]),
+                         Utterance("user1", "", [DialogueImage("b.png")]),  # image-only turn
+                         Utterance("user2", "tax forms are due")])
+    messages = build_messages(dialogue, "the lake trip")
+    r = make_rewards(cache=EmbeddingCache(MiniLMCaptionEmbedder()))["coherence"]
+    gold = A([0, 1], [0])
+    got = r([A([0, 1], [0]), A([1], [1]), A([0, 3], [])], [gold] * 3, prompts=[messages] * 3,
+            dialogue_id=["d"] * 3)
+    assert all(-1.0 <= g <= 1.0 for g in got)
+    assert got[1] == 0.0  # u1 then image 1 on the text-less turn 2: zero vector, cosine 0
+    assert got[0] > got[2]  # the lake turns and the lake photo cohere more than lake + taxes

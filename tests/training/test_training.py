@@ -69,11 +69,18 @@ def test_every_recipe_yaml_parses(path):
         assert (model.lora_r, model.lora_alpha) == (8, 32)
         if stage == "sft":
             assert cfg.learning_rate == 1e-4 and cfg.warmup_steps == 0.05 and cfg.num_train_epochs == 1
+            assert (cfg.weight_decay, cfg.adam_beta2, cfg.max_pixels) == (0.1, 0.95, 602112)
         else:
             assert cfg.learning_rate == 2e-6 and cfg.warmup_steps == 0.03 and cfg.beta == 0.02
             assert (cfg.epsilon, cfg.epsilon_high, cfg.num_generations) == (0.2, 0.28, 8)
             assert (cfg.temperature, cfg.top_p, cfg.max_completion_length) == (1.0, 0.85, 1024)
             assert cfg.reward_weights == [1.0, 1.0, 0.3] and cfg.dynamic_sampling_max_resamples == 3
+            # released ms-swift settings (recipes/README.md, settings table)
+            assert (cfg.loss_type, cfg.top_k, cfg.weight_decay, cfg.adam_beta1, cfg.adam_beta2) == ("grpo", 50, 0.1, 0.9, 0.95)
+            assert getattr(cfg.lr_scheduler_type, "value", cfg.lr_scheduler_type) == "cosine" and cfg.max_pixels == 602112
+            assert cfg.rollout_constraint == "none"
+            # 8 GPUs x 1 x 1 = 8 completions = one prompt per step
+            assert (cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps, cfg.generation_batch_size) == (1, 1, 8)
 
 
 def test_splice_replaces_only_kept_indices():
@@ -165,3 +172,19 @@ def test_relevance_query_features_and_data_tokenizer(tmp_path):
     a = model.retrieve(dialogue, "the relocation", processor=processor, mode="tagging", template="en")
     b = loaded.retrieve(dialogue, "the relocation", processor=loaded_processor, mode="tagging", template="en")
     assert a.scores == b.scores
+
+
+def test_apply_max_pixels_caps_the_image_processor():
+    class IP:
+        size = {"shortest_edge": 3136, "longest_edge": 12845056}
+        max_pixels = 12845056
+
+    class P:
+        image_processor = IP()
+
+    p = P()
+    args.apply_max_pixels(p, args.RELEASED_MAX_PIXELS)
+    assert p.image_processor.size == {"shortest_edge": 3136, "longest_edge": 602112}
+    assert p.image_processor.max_pixels == 602112 == 768 * 28 * 28
+    args.apply_max_pixels(p, None)  # None keeps the processor's
+    assert p.image_processor.size["longest_edge"] == 602112

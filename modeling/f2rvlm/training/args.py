@@ -140,6 +140,9 @@ class F2RVLMSFTConfig(SFTConfig):
 
     max_length: int | None = field(default=None, metadata={"help": "None: never truncate (image tokens must stay whole)."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the row columns for the F2RVLM collator."})
+    max_pixels: int | None = field(
+        default=None, metadata={"help": "Image pixel budget of the processor (released: 602112 = 768 merged vision "
+                                        "tokens); None keeps the processor's."})
 
 
 @dataclass
@@ -156,11 +159,15 @@ class F2RVLMGRPOConfig(GRPOConfig):
     )
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep dataset columns: the rewards read them."})
     shuffle_dataset: bool | None = field(default=False, metadata={"help": "False keeps the curriculum order (paper)."})
+    max_pixels: int | None = field(
+        default=None, metadata={"help": "Image pixel budget of the processor (released: 602112 = 768 merged vision "
+                                        "tokens); None keeps the processor's."})
     rollout_constraint: str = field(
         default="grammar",
         metadata={"help": "`grammar`: rollouts are decoded under the same answer grammar as `retrieve` (every "
                           "completion parses, ids exist in its dialogue, ascending, unique), so no rollout is wasted "
-                          "on a malformed answer (F1 reward 0); `none`: TRL's plain sampling."},
+                          "on a malformed answer (F1 reward 0), but the format reward is then always 1 and carries no "
+                          "signal; `none`: TRL's plain sampling (the released setting, default of the Qwen recipes)."},
     )
 
 
@@ -214,3 +221,23 @@ def cpu_overrides(args) -> None:
         args.gradient_checkpointing = False
         if getattr(args, "use_vllm", False):
             args.use_vllm = False
+
+
+#: Released image budget (`MAX_PIXELS=602112` in the released SFT, GRPO and inference scripts):
+#: 602112 = 768 * 28 * 28, at most 768 merged vision tokens per image.
+RELEASED_MAX_PIXELS = 602112
+
+
+def apply_max_pixels(processor, max_pixels: int | None) -> None:
+    """Cap the image processor's pixel budget (Qwen2-VL `size["longest_edge"]`, the released
+    `MAX_PIXELS`); None leaves the processor's own."""
+    image_processor = getattr(processor, "image_processor", None)
+    if max_pixels is None or image_processor is None or getattr(image_processor, "size", None) is None:
+        return
+    size = image_processor.size
+    if isinstance(size, dict):
+        image_processor.size = {**size, "longest_edge": int(max_pixels)}
+    else:
+        size.longest_edge = int(max_pixels)
+    if hasattr(image_processor, "max_pixels"):
+        image_processor.max_pixels = int(max_pixels)
