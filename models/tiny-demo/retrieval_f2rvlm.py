@@ -72,6 +72,7 @@ def retrieve_batch(
     threshold: float | None = None,
     max_new_tokens: int | None = None,
     show_progress: bool = False,
+    trust_remote_code: bool | None = None,
 ) -> list[RetrievalResult]:
     """`retrieve` over many (dialogue, query) pairs, batched by prompt length.
 
@@ -90,6 +91,11 @@ def retrieve_batch(
         threshold: head probability threshold; defaults to `config.retrieval_threshold`.
         max_new_tokens: generation budget; defaults to the longest possible answer.
         show_progress: a progress bar over batches.
+        trust_remote_code: only used when `processor` is None, for loading the saved processor:
+            True runs the folder's own processor code (`AutoProcessor`, `trust_remote_code=True`);
+            False uses this module's `F2RVLMProcessor` class and runs no code from the folder.
+            None (default): True only when the model itself was loaded from remote code (its
+            loader already trusted that folder), else False. Never decided on the caller's behalf.
     """
     mode = mode or getattr(model.config, "default_retrieval_mode", None) or "generate"
     scorer = getattr(model, "text_scorer", None)
@@ -103,7 +109,8 @@ def retrieve_batch(
         # padding and push attention off the fast causal path; results are identical either way.
         batch_size = 1
     if processor is None:
-        processor = _load_processor(getattr(model, "name_or_path", "") or "")
+        processor = _load_processor(getattr(model, "name_or_path", "") or "",
+                                     _trust_remote_code(model, trust_remote_code))
     template = template or model.config.prompt_template
     threshold = model.config.retrieval_threshold if threshold is None else threshold
 
@@ -312,11 +319,25 @@ def _eos_ids(tokenizer) -> list[int]:
     return sorted(ids)
 
 
-@functools.lru_cache(maxsize=8)
-def _load_processor(source: str):
-    """The processor saved beside a model folder, loaded once per folder (not on every retrieve)."""
-    from transformers import AutoProcessor
+def _trust_remote_code(model, trust_remote_code: bool | None) -> bool:
+    """The caller's choice; by default True only for a model whose own class came from remote code
+    (`transformers_modules.*`: whoever loaded it chose to trust that folder's code)."""
+    if trust_remote_code is not None:
+        return bool(trust_remote_code)
+    return type(model).__module__.startswith("transformers_modules")
 
+
+@functools.lru_cache(maxsize=8)
+def _load_processor(source: str, trust_remote_code: bool = False):
+    """The processor saved beside a model folder, loaded once per folder (not on every retrieve):
+    with `trust_remote_code` through `AutoProcessor` (the folder's code), else with this module's
+    own `F2RVLMProcessor` class (no code from the folder runs)."""
     if not source:
         raise ValueError("retrieve needs a processor: the model was built in memory (no name_or_path to load one from)")
-    return AutoProcessor.from_pretrained(source, trust_remote_code=True)
+    if trust_remote_code:
+        from transformers import AutoProcessor
+
+        return AutoProcessor.from_pretrained(source, trust_remote_code=True)
+    from .processing_f2rvlm import F2RVLMProcessor
+
+    return F2RVLMProcessor.from_pretrained(source)

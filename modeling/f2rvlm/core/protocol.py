@@ -246,13 +246,16 @@ STRICT_ANSWER_PATTERN = (
     r"<\|img_ids_start\|>(\[[\d,\s]*\])<\|img_ids_end\|>$"
 )
 _STRICT = re.compile(STRICT_ANSWER_PATTERN)
-_REASONING = re.compile(
-    re.escape(THINK_START) + r".*?" + re.escape(THINK_END) + r"\s*"
-    + re.escape(ANSWER_START) + r"(.*?)" + re.escape(ANSWER_END) + r"\s*$", re.DOTALL,
-)
-_LENIENT_UTT = re.compile(re.escape(UTT_IDS_START) + r"(.*?)" + re.escape(UTT_IDS_END), re.DOTALL)
-_LENIENT_IMG = re.compile(re.escape(IMG_IDS_START) + r"(.*?)" + re.escape(IMG_IDS_END), re.DOTALL)
+#: `</think>`, optional whitespace, `<answer>`: the one pattern the reasoning parse searches (linear:
+#: a literal, one bounded run of whitespace, a literal). Together with the `str` checks in
+#: `extract_answer_text` it gives what `<think>.*?</think>\s*<answer>(.*?)</answer>\s*$` matched,
+#: without that pattern's quadratic backtracking over repeated tags.
+_THINK_TO_ANSWER = re.compile(re.escape(THINK_END) + r"\s*" + re.escape(ANSWER_START))
 PARSE_MODES = ("strict", "lenient", "reasoning")
+#: Completions longer than this are not parsed: strict and reasoning give None, lenient an empty
+#: answer. A real answer is a few KB (3,000 ids are ~20 KB); the cap bounds the work one hostile
+#: or runaway completion can cause.
+MAX_ANSWER_CHARS = 1_000_000
 
 
 def render_answer(utterance_ids: Iterable[int], image_ids: Iterable[int], reasoning: str | None = None) -> str:
@@ -286,11 +289,30 @@ def _parse_strict(text: str) -> Answer | None:
     return Answer(utts, imgs)
 
 
+def _between_tags(text: str, start: str, end: str) -> str | None:
+    """What the first `start` ... next `end` encloses (the released tool's `start(.*?)end`
+    search, in linear time), or None."""
+    first = text.find(start)
+    if first < 0:
+        return None
+    inner = first + len(start)
+    last = text.find(end, inner)
+    return None if last < 0 else text[inner:last]
+
+
 def extract_answer_text(text: str, mode: str = "strict") -> str | None:
-    """The plain answer part of a completion: itself, or what is inside `<answer>` (reasoning)."""
+    """The plain answer part of a completion: itself, or what is inside `<answer>` (reasoning).
+
+    Reasoning: the (stripped) text starts with `<think>`, the first `</think>` followed by
+    whitespace and `<answer>` closes the thinking, and the text ends with `</answer>`."""
     if mode == "reasoning":
-        match = _REASONING.match(text.strip())
-        return None if match is None else match.group(1).strip()
+        text = text.strip()
+        if len(text) > MAX_ANSWER_CHARS or not text.startswith(THINK_START) or not text.endswith(ANSWER_END):
+            return None
+        match = _THINK_TO_ANSWER.search(text, len(THINK_START))
+        if match is None or match.end() > len(text) - len(ANSWER_END):
+            return None
+        return text[match.end():len(text) - len(ANSWER_END)].strip()
     return text
 
 
@@ -305,7 +327,7 @@ def parse_answer(text: str, mode: str = "strict") -> Answer | None:
     >>> parse_answer("<|utt_ids_start|>[3, 4]<|utt_ids_end|>;<|img_ids_start|>[]<|img_ids_end|>")
     Answer(utterance_ids=[3, 4], image_ids=[])
     """
-    if text is None:
+    if text is None or (len(text) > MAX_ANSWER_CHARS and mode in PARSE_MODES):
         return None if mode != "lenient" else Answer([], [])
     if mode == "strict":
         return _parse_strict(text)
@@ -314,9 +336,9 @@ def parse_answer(text: str, mode: str = "strict") -> Answer | None:
         return None if inner is None else _parse_strict(inner)
     if mode == "lenient":
         lists = []
-        for pattern in (_LENIENT_UTT, _LENIENT_IMG):
-            match = pattern.search(text)
-            parsed = _json_int_list(match.group(1).strip()) if match else None
+        for start, end in ((UTT_IDS_START, UTT_IDS_END), (IMG_IDS_START, IMG_IDS_END)):
+            inner = _between_tags(text, start, end)
+            parsed = _json_int_list(inner.strip()) if inner is not None else None
             lists.append(parsed or [])
         return Answer(*lists)
     raise ValueError(f"unknown parse mode {mode!r}; choose one of {PARSE_MODES}")
