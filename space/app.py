@@ -130,7 +130,7 @@ def build_demo(model_path: str | None = None, limits: ImportLimits | None = None
 
     # -- layout --------------------------------------------------------------------------------
     with gr.Blocks(title=TITLE, delete_cache=(600, 3600)) as demo:
-        gr.Markdown(f"# {TITLE}\n{INTRO}")
+        gr.Markdown(f"# {TITLE}\n{INTRO}\n\n**Model:** {retriever.description}", elem_id="model-info")
         session = gr.State(None, time_to_live=3600, delete_callback=_close)
         with gr.Row():
             with gr.Column(scale=1):

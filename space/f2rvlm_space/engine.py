@@ -85,11 +85,14 @@ def committed_model_dir() -> Path:
 
 
 def resolve_default_model(model: str | None = None) -> str:
-    """The model the Space serves: `model` if given, else $F2RVLM_MODEL, else a freshly trained
+    """The model the Space serves: `model` if given, else $F2RVLM_MODEL, else $F2RVLM_GPU_MODEL when a
+    GPU is present (a converted released checkpoint, say), else a freshly trained
     `default_model_dir()` (what `make train-tiny` exports), else the committed `models/tiny-demo`,
     else a randomly initialised tiny model built on first use into `default_model_dir()` (with a
     warning: run `make train-tiny` or `make demo-model`). A Hub repo id or a local folder both work."""
     chosen = model or os.environ.get("F2RVLM_MODEL")
+    if not chosen and os.environ.get("F2RVLM_GPU_MODEL") and pick_device() == "cuda":
+        chosen = os.environ["F2RVLM_GPU_MODEL"]  # the stronger model (e.g. a converted 7B), only with a GPU
     if chosen:
         return chosen
     folder = default_model_dir()
@@ -168,7 +171,9 @@ class Retriever:
         self.key = f"{self.model_path}@{self.device}#{id(model)}"
         _MODELS[self.key] = (model, processor)
         self.model, self.processor = model, processor
-        self.has_head = getattr(model, "relevance_head", None) is not None
+        # the head modes read the relevance head, or the text scorer when the checkpoint has one
+        self.has_head = (getattr(model, "relevance_head", None) is not None
+                         or getattr(model, "text_scorer", None) is not None)
         self._baselines: dict[str, object] = {}
         self._baseline_errors: dict[str, str] = {}
 
@@ -184,13 +189,31 @@ class Retriever:
         mode = getattr(self.model.config, "default_retrieval_mode", None) or "generate"
         return mode if mode in self.methods else "generate"
 
+    @property
+    def description(self) -> str:
+        """Which model answers, in words: its name, what it is, what it was trained on."""
+        config = self.model.config
+        name = os.path.basename(os.path.normpath(self.model_path)) or self.model_path
+        size = sum(p.numel() for n, p in self.model.named_parameters() if not n.startswith("text_scorer."))
+        parts = [f"{name}: F2RVLM on {type(self.model).__name__.replace('F2RVLM', '').replace('ForConditionalGeneration', '')}"
+                 f" ({size / 1e6:.1f}M parameters), default mode {self.default_method}, on {self.device}"]
+        if size < 50e6:
+            parts.append("a small demo VLM trained on a CPU on synthetic MLDR dialogues (not the paper's 7B model)")
+        if getattr(self.model, "text_scorer", None) is not None:
+            parts.append("with a MiniLM text scorer fine-tuned on self-supervised queries from real chat turns "
+                         "(tagging answers from it; generation picks among its shortlist)")
+        if getattr(config, "_name_or_path", "") and "tiny-demo" not in self.model_path and size >= 50e6:
+            parts.append("a full-size checkpoint")
+        return "; ".join(parts) + "."
+
     def choices(self) -> list[tuple[str, str]]:
         return [(METHOD_LABELS[k], k) for k in self.methods]
 
     def normalise_methods(self, methods) -> list[str]:
-        """Method keys from keys or labels; unknown names raise `ValueError` naming the choices."""
+        """Method keys from keys or labels (none: the model's declared mode); unknown names raise
+        `ValueError` naming the choices."""
         if not methods:
-            return ["generate"]
+            return [self.default_method]
         if isinstance(methods, str):
             methods = [methods]
         by_label = {v.lower(): k for k, v in METHOD_LABELS.items()}
@@ -214,6 +237,8 @@ class Retriever:
             out = self._run_baseline(method, dialogue, query)
         out["seconds"] = round(time.perf_counter() - start, 3)
         out["method"] = method
+        if method in MODEL_MODES:
+            out["model"] = self.model_path
         return out
 
     def _run_baseline(self, method: str, dialogue: Dialogue, query: str) -> dict:
