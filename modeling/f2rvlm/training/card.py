@@ -12,8 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
+
+#: A Hub repo id (`org/name`), as opposed to a folder on the machine that trained the model.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_STAGES = ("sft", "curriculum", "grpo")
 
 LIMITATIONS = """- Trained and evaluated on the data named above only. A tiny CPU model (`tiny:` base) is a demo of
   the pipeline on synthetic dialogues: it is not a general-purpose retriever and its numbers are
@@ -67,31 +72,69 @@ def model_index(name: str, results: Mapping[str, Mapping[str, Mapping]], dataset
     return [{"name": name, "results": entries}]
 
 
-def _yaml(obj: Any, indent: int = 0) -> str:
-    import yaml
+def hub_id(value) -> str | None:
+    """`value` when it names a Hub repo (not a local folder), else the Hub id recorded in a local
+    model folder's config (`_name_or_path`) or dataset card, else None."""
+    if not isinstance(value, str) or not value or value.startswith("tiny:"):
+        return None
+    if not os.path.exists(value):
+        return value if _HUB_ID.match(value) else None
+    config = os.path.join(value, "config.json")
+    try:
+        with open(config, encoding="utf-8") as f:
+            recorded = json.load(f).get("_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if isinstance(recorded, str) and _HUB_ID.match(recorded) and not os.path.exists(recorded):
+        return recorded
+    return None
 
-    return yaml.safe_dump(obj, sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+def _shown_path(value) -> str:
+    """A path as the card may show it: a Hub id as is, a folder of the training machine as the Hub id
+    it records, else by name only."""
+    text = str(value)
+    if not (os.path.isabs(text) or text.startswith(("~", ".")) or os.path.exists(text)):
+        return text  # a Hub id or a plain name
+    return hub_id(text) or f"<local>/{os.path.basename(os.path.normpath(text))}"
+
+
+def _recorded(recipe: Mapping, block: str, key: str) -> list:
+    return [recipe.get(stage, {}).get(block, {}).get(key) for stage in _STAGES
+            if isinstance(recipe.get(stage), Mapping) and isinstance(recipe[stage].get(block), Mapping)]
+
+
+def card_data(recipe: Mapping, results: Mapping | None = None, *, name: str = "F2RVLM", dataset: str = "mldr"):
+    """The card's metadata as `huggingface_hub.ModelCardData`: `base_model` and `datasets` as Hub
+    ids (local folders are resolved through their recorded Hub id, or left out), `model-index`
+    from the best mode per split."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    bases = [b for b in (hub_id(v) for v in _recorded(recipe, "ModelArguments", "model_name_or_path")) if b]
+    datasets = list(dict.fromkeys(d for d in (hub_id(v) for v in _recorded(recipe, "ScriptArguments", "dataset_path"))
+                                  if d))
+    eval_results = []
+    for entry in model_index(name, results or {}, dataset)[0]["results"]:
+        for metric in entry["metrics"]:
+            eval_results.append(EvalResult(
+                task_type=entry["task"]["type"], task_name=entry["task"]["name"],
+                dataset_type=datasets[0] if datasets else dataset, dataset_name=dataset,
+                dataset_split=entry["dataset"]["split"], metric_type=metric["type"], metric_value=metric["value"],
+                metric_name=metric["name"]))
+    return ModelCardData(
+        model_name=name, library_name="transformers", pipeline_tag="image-text-to-text", license="apache-2.0",
+        tags=["f2rvlm", "fragment-retrieval", "multimodal-dialogue", "trl", "grpo"],
+        base_model=bases[0] if bases else None, datasets=datasets or None, eval_results=eval_results or None)
 
 
 def render_model_card(recipe: Mapping, results: Mapping | None = None, *, name: str = "F2RVLM",
                       dataset: str = "mldr", command: str | None = None, notes: str = "") -> str:
     """Card text: front matter (model-index) + how it was trained + evaluation + limitations."""
     results = results or {}
-    base = None
-    for stage in ("sft", "grpo", "curriculum"):
-        base = base or recipe.get(stage, {}).get("ModelArguments", {}).get("model_name_or_path")
-    front = {
-        "library_name": "transformers",
-        "pipeline_tag": "image-text-to-text",
-        "license": "apache-2.0",
-        "tags": ["f2rvlm", "fragment-retrieval", "multimodal-dialogue", "trl", "grpo"],
-    }
-    if base and not str(base).startswith("tiny:") and not os.path.exists(str(base)):
-        front["base_model"] = base
-    if results:
-        front["model-index"] = model_index(name, results, dataset)
-    stages = [s for s in ("sft", "curriculum", "grpo") if s in recipe]
-    parts = [f"---\n{_yaml(front)}---\n", f"# {name}\n",
+    data = card_data(recipe, results, name=name, dataset=dataset)
+    base = data.base_model or next((b for b in _recorded(recipe, "ModelArguments", "model_name_or_path") if b), None)
+    stages = [s for s in _STAGES if s in recipe]
+    parts = [f"---\n{data.to_yaml()}\n---\n", f"# {name}\n",
              ("Fine-grained fragment retrieval in long multimodal dialogues (F2RVLM, AAAI-2026, arXiv 2508.17714): "
               "given a dialogue with images and a query, the model answers "
               "`<|utt_ids_start|>[...]<|utt_ids_end|>;<|img_ids_start|>[...]<|img_ids_end|>`.\n"),
@@ -100,7 +143,7 @@ def render_model_card(recipe: Mapping, results: Mapping | None = None, *, name: 
               "processor = AutoProcessor.from_pretrained(PATH, trust_remote_code=True)\n"
               "out = model.retrieve(dialogue, \"the photos from the lake\", processor=processor, mode=\"generate\")\n```\n"),
              "## How it was trained\n",
-             (f"Base: `{base}`. Stages: {' -> '.join(stages) or 'none recorded'} "
+             (f"Base: `{_shown_path(base)}`. Stages: {' -> '.join(stages) or 'none recorded'} "
               "(recipes/sft.py, recipes/curriculum.py, recipes/grpo.py).\n")]
     if command:
         parts.append(f"Reproduce: `{command}`\n")
@@ -136,7 +179,8 @@ def _compact(recipe: Mapping) -> dict:
         out[stage] = {}
         for block, values in blocks.items():
             if isinstance(values, Mapping):
-                values = {k: v for k, v in values.items() if not k.startswith(_NOISY) and v not in (None, [], {})}
+                values = {k: _shown_path(v) if isinstance(v, str) and ("path" in k or "dir" in k) else v
+                          for k, v in values.items() if not k.startswith(_NOISY) and v not in (None, [], {})}
             out[stage][block] = values
     return out
 
