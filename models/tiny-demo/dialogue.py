@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .protocol import LineSpec
+from .protocol import LineSpec, check_image_positions
 
 
 class DialogueError(ValueError):
@@ -86,6 +86,11 @@ class Utterance:
     timestamp: str | None = None
     #: Topic label ("" when unknown); synthetic data fills it for the auxiliary topic head.
     topic: str = ""
+    #: Where each image sits in `text`: one character offset per image, non-decreasing (several
+    #: images may share one). None: the default layout, text first and then the images, one space
+    #: apart. Released prompts put the image tags anywhere (docs/protocol.md §2); their utterances
+    #: keep `text` without the tags plus these offsets, so they render back byte for byte.
+    image_positions: list[int] | None = None
 
 
 @dataclass
@@ -135,7 +140,9 @@ class Dialogue:
         for i, utterance in enumerate(self.utterances):
             ids = tuple(range(next_image, next_image + len(utterance.images)))
             next_image += len(utterance.images)
-            yield LineSpec(self.id_offset + i, utterance.speaker, utterance.text, ids)
+            positions = getattr(utterance, "image_positions", None)
+            yield LineSpec(self.id_offset + i, utterance.speaker, utterance.text, ids,
+                           None if positions is None else tuple(positions))
 
     def window(self, start: int, end: int) -> tuple[Dialogue, int]:
         """Utterances [start, end) as a dialogue keeping global utterance ids.
@@ -174,6 +181,10 @@ class Dialogue:
                         raise DialogueError(f"{where}: {err}") from None
             if not utterance.text and not utterance.images:
                 raise DialogueError(f"{where}: has neither text nor images")
+            try:
+                check_image_positions(utterance.text, len(utterance.images), utterance.image_positions)
+            except ValueError as err:
+                raise DialogueError(f"{where}: {err}") from None
         return self
 
     # -- plain data -------------------------------------------------------------------------
@@ -203,10 +214,13 @@ class Dialogue:
             images = item.get("images") or []
             if not isinstance(images, list):
                 raise DialogueError(f"utterances[{i}].images must be a list")
+            positions = item.get("image_positions")
+            if positions is not None and not isinstance(positions, list):
+                raise DialogueError(f"utterances[{i}].image_positions must be a list of offsets")
             utterances.append(Utterance(
                 speaker=item["speaker"], text=text,
                 images=[_image_from_plain(img, f"utterances[{i}].images[{j}]", base_dir) for j, img in enumerate(images)],
-                timestamp=item.get("timestamp"), topic=item.get("topic") or "",
+                timestamp=item.get("timestamp"), topic=item.get("topic") or "", image_positions=positions,
             ))
         dialogue = cls(utterances, data.get("dialogue_id"))
         return dialogue.validate()
@@ -223,6 +237,8 @@ class Dialogue:
                 item["timestamp"] = u.timestamp
             if u.topic:
                 item["topic"] = u.topic
+            if u.image_positions is not None:
+                item["image_positions"] = list(u.image_positions)
             out["utterances"].append(item)
         return out
 
@@ -231,7 +247,8 @@ class Dialogue:
     def from_row(cls, row: Mapping) -> Dialogue:
         """Build from a dataset row (`utterances` with `image_ids`, `images`, `image_captions`).
 
-        Images may be decoded (PIL) or raw (`{"bytes", "path"}`), as `datasets` gives them.
+        Images may be decoded (PIL) or raw (`{"bytes", "path"}`), as `datasets` gives them. An
+        utterance's `image_positions` (absent in older rows) empty or missing is the default layout.
         """
         images = list(row.get("images") or [])
         captions = list(row.get("image_captions") or [None] * len(images))
@@ -250,10 +267,17 @@ class Dialogue:
                 attached.append(DialogueImage(
                     _image_source(images[k]), captions[k] if k < len(captions) else None, _image_name(images[k])
                 ))
+            positions = item.get("image_positions")
             utterances.append(Utterance(
-                item["speaker"], item.get("text") or "", attached, item.get("timestamp"), item.get("topic") or ""
+                item["speaker"], item.get("text") or "", attached, item.get("timestamp"), item.get("topic") or "",
+                list(positions) if positions and attached else None,
             ))
         dialogue = cls(utterances, row.get("dialogue_id"))
+        for i, utterance in enumerate(utterances):
+            try:
+                check_image_positions(utterance.text, len(utterance.images), utterance.image_positions)
+            except ValueError as err:
+                raise DialogueError(f"row {row.get('dialogue_id')}: utterance {i}: {err}") from None
         if [k for spec in dialogue.line_specs() for k in spec.image_ids] != [
             k for item in row["utterances"] for k in (item.get("image_ids") or [])
         ] or len(used) != len(images):
@@ -261,13 +285,14 @@ class Dialogue:
         return dialogue
 
     def to_row(self) -> dict:
-        """The dialogue columns of a dataset row; images as `{"bytes", "path"}` dicts."""
+        """The dialogue columns of a dataset row; images as `{"bytes", "path"}` dicts (`image_positions`
+        is `[]` for the default layout)."""
         line_specs = list(self.line_specs())
         return {
             "dialogue_id": self.dialogue_id,
             "utterances": [
                 {"id": s.utterance_id, "speaker": s.speaker, "text": s.text, "image_ids": list(s.image_ids),
-                 "topic": u.topic or ""}
+                 "topic": u.topic or "", "image_positions": list(s.image_positions or [])}
                 for s, u in zip(line_specs, self.utterances)
             ],
             "images": [

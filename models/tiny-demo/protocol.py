@@ -96,22 +96,57 @@ def _check_template(template: str) -> None:
 # Rendering a dialogue
 # ----------------------------------------------------------------------------------------------
 class LineSpec(NamedTuple):
-    """One utterance as the protocol sees it (ids are the ids written in the prompt)."""
+    """One utterance as the protocol sees it (ids are the ids written in the prompt).
+
+    `image_positions`, when given, holds for each image the character offset in `text` where its
+    tag sits (non-decreasing, 0..len(text)); None is the default layout (text, then the tags).
+    """
 
     utterance_id: int
     speaker: str
     text: str
     image_ids: tuple[int, ...]
+    image_positions: tuple[int, ...] | None = None
+
+
+def image_tag(image_id: int) -> str:
+    """`<|img_id_start|>k<|img_id_end|><image>`, an image as the prompt writes it."""
+    return f"{IMG_ID_START}{image_id}{IMG_ID_END}{IMAGE_PLACEHOLDER}"
+
+
+def check_image_positions(text: str, num_images: int, positions) -> tuple[int, ...] | None:
+    """`positions` as a tuple (None stays None); `ValueError` unless there is one per image, each
+    in 0..len(text), in non-decreasing order (image ids follow the order of appearance)."""
+    if positions is None:
+        return None
+    positions = tuple(int(p) for p in positions)
+    if len(positions) != num_images:
+        raise ValueError(f"{len(positions)} image positions for {num_images} images")
+    if any(not 0 <= p <= len(text) for p in positions) or list(positions) != sorted(positions):
+        raise ValueError(f"image positions {list(positions)} must be non-decreasing offsets in 0..{len(text)}")
+    return positions
 
 
 def render_line(line: LineSpec) -> str:
     """`<|utt_id_start|>u<|utt_id_end|> speaker: text <|img_id_start|>k<|img_id_end|><image>`.
 
-    Images follow the text, separated by one space; an image-only turn has no text part.
+    Default layout (no `image_positions`): images follow the text, separated by one space; an
+    image-only turn has no text part. With `image_positions`, each image tag is written at its
+    offset in the text, with nothing added (the released builder's layout, docs/protocol.md §2).
     """
-    parts = [line.text] if line.text else []
-    parts += [f"{IMG_ID_START}{k}{IMG_ID_END}{IMAGE_PLACEHOLDER}" for k in line.image_ids]
-    return f"{UTT_ID_START}{line.utterance_id}{UTT_ID_END} {line.speaker}: " + " ".join(parts)
+    head = f"{UTT_ID_START}{line.utterance_id}{UTT_ID_END} {line.speaker}: "
+    positions = line.image_positions
+    if positions is None:
+        parts = [line.text] if line.text else []
+        parts += [image_tag(k) for k in line.image_ids]
+        return head + " ".join(parts)
+    positions = check_image_positions(line.text, len(line.image_ids), positions)
+    pieces, start = [], 0
+    for k, position in zip(line.image_ids, positions):
+        pieces += [line.text[start:position], image_tag(k)]
+        start = position
+    pieces.append(line.text[start:])
+    return head + "".join(pieces)
 
 
 def dialogue_lines(dialogue) -> list[LineSpec]:
@@ -220,16 +255,26 @@ def _parse_dialogue_text(text: str) -> tuple[LineSpec, ...]:
         lines.append([int(head.group(1)), head.group(2), raw[head.end():]])
     if not lines:
         raise PromptParseError("prompt contains no utterance lines")
-    specs = []
-    for utt_id, speaker, body in lines:
-        first = _IMAGE_TAG.search(body)
-        text, image_ids = body, ()
-        if first is not None:
-            text = body[: first.start()]
-            text = text.removesuffix(" ")
-            image_ids = tuple(int(m.group(1)) for m in _IMAGE_TAG.finditer(body))
-        specs.append(LineSpec(utt_id, speaker, text, image_ids))
-    return tuple(specs)
+    return tuple(_parse_line(utt_id, speaker, body) for utt_id, speaker, body in lines)
+
+
+def _parse_line(utt_id: int, speaker: str, body: str) -> LineSpec:
+    """One utterance line's body -> `LineSpec`: the default layout when it renders the body back,
+    else the text without the image tags and each tag's offset in it (any layout round-trips)."""
+    tags = list(_IMAGE_TAG.finditer(body))
+    if not tags:
+        return LineSpec(utt_id, speaker, body, ())
+    image_ids = tuple(int(m.group(1)) for m in tags)
+    default = LineSpec(utt_id, speaker, body[: tags[0].start()].removesuffix(" "), image_ids)
+    if render_line(default) == f"{UTT_ID_START}{utt_id}{UTT_ID_END} {speaker}: {body}":
+        return default
+    pieces, positions, start = [], [], 0
+    for match in tags:
+        pieces.append(body[start: match.start()])
+        positions.append(sum(len(p) for p in pieces))
+        start = match.end()
+    pieces.append(body[start:])
+    return LineSpec(utt_id, speaker, "".join(pieces), image_ids, tuple(positions))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -73,3 +73,34 @@ def test_unreadable_images_are_reported(tmp_path):
 
 def test_as_dialogue_accepts_plain_lists():
     assert len(as_dialogue([{"speaker": "a", "text": "hi"}])) == 1
+
+
+def test_image_positions_validate_and_round_trip():
+    def make(positions, text="abc", n=2):
+        return Dialogue.from_dict({"utterances": [
+            {"speaker": "a", "text": text, "images": [{"bytes": png_bytes((k, 0, 0))} for k in range(n)],
+             "image_positions": positions}]})
+
+    d = make([0, 3])
+    assert d.utterances[0].image_positions == [0, 3]
+    assert Dialogue.from_row(d.to_row()).to_dict() == d.to_dict()
+    assert Dialogue.from_dict(d.to_dict()).utterances[0].image_positions == [0, 3]
+    assert d.to_row()["utterances"][0]["image_positions"] == [0, 3]
+    assert make(None).to_row()["utterances"][0]["image_positions"] == []  # [] = default layout
+    for bad, message in (([0], "1 image positions for 2 images"), ([2, 1], "non-decreasing"),
+                         ([0, 4], "non-decreasing offsets in 0..3"), ([-1, 0], "0..3")):
+        with pytest.raises(DialogueError, match=message):
+            make(bad)
+    row = d.to_row()
+    row["utterances"][0]["image_positions"] = [3, 0]
+    with pytest.raises(DialogueError, match="utterance 0: image positions"):
+        Dialogue.from_row(row)
+
+
+def test_rows_without_image_positions_still_load():
+    d = Dialogue.from_dict({"utterances": [{"speaker": "a", "text": "x", "images": [{"bytes": png_bytes()}]}]})
+    row = d.to_row()
+    for utterance in row["utterances"]:
+        del utterance["image_positions"]  # rows written before the column existed
+    back = Dialogue.from_row(row)
+    assert back.utterances[0].image_positions is None and back.to_dict() == d.to_dict()

@@ -150,3 +150,55 @@ def test_grammar_accepts_exactly_canonical_answers():
         assert not grammar.accepts(text), text
     # a comma after the largest allowed id would lead nowhere
     assert grammar.advance(grammar.initial, "<|utt_ids_start|>[11,") is None
+
+
+# ---- image tags anywhere in the line (released builder: the tag goes where the image sat) --------
+def _tag(k):
+    return f"<|img_id_start|>{k}<|img_id_end|>{IMAGE_PLACEHOLDER}"
+
+
+LAYOUTS = {  # utterance body -> (text, image positions); None = the default layout
+    "text then image, no space": ("看这个" + _tag(0), ("看这个", (3,))),
+    "image before the text": (_tag(0) + " 好看吗", (" 好看吗", (0,))),
+    "image between texts": ("左边" + _tag(0) + "右边", ("左边右边", (2,))),
+    "several images in a row": ("a" + _tag(0) + _tag(1) + "b " + _tag(2), ("ab ", (1, 1, 3))),
+    "image-only, adjacent": (_tag(0) + _tag(1), ("", (0, 0))),
+    "image-only, space apart (default)": (_tag(0) + " " + _tag(1), ("", None)),
+    "text space image (default)": ("房租多少 " + _tag(0), ("房租多少", None)),
+    "two spaces before the image (default)": ("hi  " + _tag(0), ("hi ", None)),
+    "leading space": (" " + _tag(0), (" ", (1,))),
+    "trailing space": (_tag(0) + " ", (" ", (0,))),
+    "multi-line text": ("one\ntwo" + _tag(0) + "\nthree", ("one\ntwo\nthree", (7,))),
+}
+
+
+@pytest.mark.parametrize("name", list(LAYOUTS))
+@pytest.mark.parametrize("template", ["zh", "en-query-last"])
+def test_image_tags_anywhere_round_trip(name, template):
+    body, (text, positions) = LAYOUTS[name]
+    head = render_prompt(Dialogue.from_dict({"utterances": [{"speaker": "user1", "text": "你好"}]}), "q", template)
+    count = body.count(IMAGE_PLACEHOLDER)
+    shifted = body
+    for k in reversed(range(count)):  # ids 1.. so the first utterance's image is id 0
+        shifted = shifted.replace(f">{k}<|img_id_end|>", f">{k + 1}<|img_id_end|>")
+    line0 = "<|utt_id_start|>0<|utt_id_end|> user1: 你好 " + _tag(0)
+    prompt = head.replace("<|utt_id_start|>0<|utt_id_end|> user1: 你好",
+                          f"{line0}\n<|utt_id_start|>1<|utt_id_end|> user2: {shifted}")
+    parsed = parse_prompt(prompt)
+    line = parsed.lines[1]
+    assert (line.text, line.image_ids, line.image_positions) == (text, tuple(range(1, count + 1)), positions)
+    assert parsed.lines[0].image_positions is None
+    assert render_prompt(parsed.lines, parsed.query, parsed.template) == prompt
+    d = Dialogue.from_dict({"utterances": [
+        {"speaker": "user1", "text": "你好", "images": ["x.png"]},
+        {"speaker": "user2", "text": text, "images": [f"{k}.png" for k in range(count)], "image_positions":
+            None if positions is None else list(positions)}]})
+    assert render_prompt(d, "q", template) == prompt
+    assert "".join(p.get("text", IMAGE_PLACEHOLDER) for p in build_messages(d, "q", template)[1]["content"]) == prompt
+
+
+def test_default_layout_is_unchanged(dialogue):
+    # Dialogues without positions render as before (synthetic data, chat imports, the demo model).
+    assert all(line.image_positions is None for line in dialogue.line_specs())
+    assert all(line.image_positions is None for line in parse_prompt(RELEASED_ZH).lines)
+    assert render_prompt(parse_prompt(RELEASED_ZH).lines, "我们看的房子") == RELEASED_ZH

@@ -46,7 +46,7 @@ def test_features_follow_the_contract():
     assert feats["images"] == List(Image())
     assert feats["utterances"].feature == {
         "id": Value("int32"), "speaker": Value("string"), "text": Value("string"),
-        "image_ids": List(Value("int32")), "topic": Value("string")}
+        "image_ids": List(Value("int32")), "topic": Value("string"), "image_positions": List(Value("int32"))}
     for name in ("gold_utterance_ids", "gold_image_ids"):
         assert feats[name] == List(Value("int32"))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from f2rvlm import Dialogue, render_answer, render_prompt
-from f2rvlm.core.protocol import SYSTEM_PROMPTS
+from f2rvlm.core.protocol import SYSTEM_PROMPTS, TEMPLATES
 from f2rvlm.data import (
     RELEASE_FILES,
     DataError,
@@ -244,3 +244,78 @@ def test_cli_data_build_from_release(tmp_path, capsys):
     assert "converted" in capsys.readouterr().out and (tmp_path / "o" / "data").is_dir()
     assert main(["data", "build", "--from-release", str(tmp_path / "nope"), "--out", str(tmp_path / "p")]) == 2
     assert "release folder not found" in capsys.readouterr().err
+
+
+# ---- image tags anywhere (the released builder writes each tag where the image sits) ------------
+# Lines as the released builder's input has them ("speaker: text" with `<image>` where each picture
+# sits); `_builder_prompt` numbers the tags the way the released builder does (a re-coding of its
+# annotate step, independent of protocol.render_line).
+MIXED_LINES = [
+    "user1: 你好", "user2: 看这个<image>", "user1: <image>", "user2: <image><image>", "user1: <image> 这是什么",
+    "user2: 左<image>中<image>右", "user1: 房租多少 <image>", "user2: <image> <image>", "user1: a<image> b<image>",
+    "user2: 好的", "user1: 两行\n第二行<image>",
+]
+
+
+def _builder_prompt(query, lines, template="zh"):
+    block, k = [], 0
+    for i, line in enumerate(lines):
+        pieces = line.split("<image>")
+        out = pieces[0]
+        for piece in pieces[1:]:
+            out += f"<|img_id_start|>{k}<|img_id_end|><image>" + piece
+            k += 1
+        block.append(f"<|utt_id_start|>{i}<|utt_id_end|> {out}")
+    head = TEMPLATES[template].partition("{query}")[0] + query
+    rest = TEMPLATES[template].partition("{query}")[2].partition("{dialogue}")
+    return head + rest[0] + "\n".join(block) + rest[2], k
+
+
+def _mixed_records(root: Path, count: int, seed: int, template: str = "zh"):
+    folder = root / "imgs"
+    records = []
+    for r in range(count):
+        lines = MIXED_LINES[r % 3:] if r % 2 else MIXED_LINES[: len(MIXED_LINES) - r % 4]
+        prompt, num_images = _builder_prompt(f"查询{seed}-{r}", lines, template)
+        paths = [str(write_png(folder / f"{seed}-{r}-{k}.png", (k * 20 % 256, r, seed), (6, 5)).relative_to(root))
+                 for k in range(num_images)]
+        answer = render_answer([1, 2], [0] if num_images else [])
+        records.append({"messages": [{"role": "system", "content": SYSTEM_PROMPTS["zh"]},
+                                     {"role": "user", "content": prompt}, {"role": "assistant", "content": answer}],
+                        "images": paths, "solution": answer, "dialogue_id": f"mixed-{seed}-{r}"})
+    return records
+
+
+def _assert_rows_render_the_prompts(ds, records):
+    assert len(ds) == len(records)
+    for row, record in zip(ds, records):
+        prompt = record["messages"][1]["content"]
+        rendered = render_prompt(Dialogue.from_row(row), row["query"], row["language"])
+        assert rendered.encode("utf-8") == prompt.encode("utf-8")
+        assert len(row["images"]) == len(record["images"]) == prompt.count("<image>")
+
+
+def test_released_image_layouts_round_trip_through_parquet(tmp_path):
+    from datasets import load_dataset
+
+    release = tmp_path / "MLDR"
+    release.mkdir()
+    records = {"train_sft": _mixed_records(release, 4, 0), "train_grpo": _mixed_records(release, 3, 1),
+               "validation": _mixed_records(release, 2, 2, "en")}
+    _write_release(release, records)
+    path, reports = build_from_release(str(release), str(tmp_path / "mldr"), show_progress=False)
+    assert all(not r.skipped for r in reports)
+    ds = load_dataset(path, cache_dir=str(tmp_path / "cache"))
+    for split, recs in records.items():
+        _assert_rows_render_the_prompts(ds[split], recs)
+    utterances = ds["train_sft"][0]["utterances"]
+    assert (utterances[1]["text"], utterances[1]["image_positions"]) == ("看这个", [3])
+    assert (utterances[6]["text"], utterances[6]["image_positions"]) == ("房租多少", [])  # default layout
+    assert (utterances[3]["text"], utterances[3]["image_ids"], utterances[3]["image_positions"]) == ("", [2, 3], [0, 0])
+
+    wechat = tmp_path / "wechat"
+    wechat.mkdir()
+    wx = _mixed_records(wechat, 3, 3)
+    _one_file(wechat, wx, "WeChat_test.json")
+    path, _ = build_wechat(str(wechat), str(tmp_path / "wx"), show_progress=False)
+    _assert_rows_render_the_prompts(load_dataset(path, "default", split="test", cache_dir=str(tmp_path / "cache")), wx)

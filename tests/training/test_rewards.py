@@ -231,3 +231,34 @@ def test_coherence_default_embedder_on_caption_less_released_rows():
     assert all(-1.0 <= g <= 1.0 for g in got)
     assert got[1] == 0.0  # u1 then image 1 on the text-less turn 2: zero vector, cosine 0
     assert got[0] > got[2]  # the lake turns and the lake photo cohere more than lake + taxes
+
+
+def test_coherence_rebuilds_utterances_with_image_tags_anywhere():
+    """Released prompts may put an image tag before, inside or right after the text (no space):
+    the utterances rebuilt from the prompt keep the whole text, and score as the row's columns do."""
+    from f2rvlm.core.dialogue import Dialogue, DialogueImage, Utterance
+    from f2rvlm.core.protocol import build_messages
+    from f2rvlm.data.schema import make_row
+    from f2rvlm.embeddings import MiniLMCaptionEmbedder
+    from helpers import png_bytes
+
+    dialogue = Dialogue([Utterance("user1", "we hiked to the lake"),
+                         Utterance("user2", "look at the lake", [DialogueImage(png_bytes())], image_positions=[7]),
+                         Utterance("user1", "", [DialogueImage(png_bytes((1, 2, 3))), DialogueImage(png_bytes((3, 2, 1)))],
+                                   image_positions=[0, 0]),
+                         Utterance("user2", "tax forms are due")], "d-pos")
+    messages = build_messages(dialogue, "the lake trip")
+    prompt = "".join(part.get("text", "<image>") for part in messages[1]["content"])
+    assert "look at<|img_id_start|>0<|img_id_end|><image> the lake" in prompt
+    assert "user1: <|img_id_start|>1<|img_id_end|><image><|img_id_start|>2<|img_id_end|><image>\n" in prompt
+    row = rewards._row(0, {"prompts": [messages]})
+    assert [u["text"] for u in row["utterances"]] == [u.text for u in dialogue.utterances]
+    assert [u["image_ids"] for u in row["utterances"]] == [[], [0], [1, 2], []]
+    r = make_rewards(cache=EmbeddingCache(MiniLMCaptionEmbedder()))["coherence"]
+    completions, gold = [A([0, 1], [0]), A([1], [1, 2]), A([0, 3], [])], [A([0, 1], [0])] * 3
+    from_prompt = r(completions, gold, prompts=[messages] * 3, dialogue_id=["d-pos"] * 3)
+    full = make_row(dialogue, "the lake trip", [0, 1], [0], language="en", source="mldr-release", topics=[])
+    from_row = r(completions, gold, **{k: [full[k]] * 3 for k in ("dialogue_id", "utterances", "images", "image_captions")})
+    assert from_prompt == pytest.approx(from_row)
+    assert from_prompt[1] == 0.0  # u1, then the two images of the text-less turn 2: zero vector
+    assert from_prompt[0] > from_prompt[2]

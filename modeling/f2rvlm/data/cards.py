@@ -88,7 +88,7 @@ _FEATURES_DOC = """| column | type | meaning |
 | `dialogue_id` | string | one dialogue appears in as many rows as it has queries |
 | `query` | string | the text query |
 | `language` | string | `en` or `zh` (the prompt template to render with) |
-| `utterances` | list of `{id: int32, speaker: string, text: string, image_ids: list<int32>, topic: string}` | `id` is 0..N-1; `image_ids` index `images`; `topic` is `""` when unknown |
+| `utterances` | list of `{id: int32, speaker: string, text: string, image_ids: list<int32>, topic: string, image_positions: list<int32>}` | `id` is 0..N-1; `image_ids` index `images`; `topic` is `""` when unknown; `image_positions` is `[]` for the default layout (text, then the image tags) or each image's character offset in `text` |
 | `images` | `List(Image())` | every picture of the dialogue, embedded; index = image id (order of appearance) |
 | `image_captions` | list<string> (nullable) | one per image |
 | `gold_utterance_ids` | list<int32> | sorted; utterance ids of the fragment |

@@ -148,7 +148,9 @@ def convert_released_record(record, index: int, file: str, image_roots: Sequence
     pictures = [_read_image(value, image_roots, {**where, "field": f"images[{j}]"}) for j, value in enumerate(images)]
     utterances = []
     for line in lines:
-        utterances.append(Utterance(line.speaker, line.text, [pictures[j] for j in line.image_ids]))
+        positions = None if line.image_positions is None else list(line.image_positions)
+        utterances.append(Utterance(line.speaker, line.text, [pictures[j] for j in line.image_ids],
+                                    image_positions=positions))
 
     # Gold: the assistant answer, else `solution`; both present must agree.
     answers = []

@@ -52,6 +52,9 @@ def features():
         "utterances": List({
             "id": Value("int32"), "speaker": Value("string"), "text": Value("string"),
             "image_ids": List(Value("int32")), "topic": Value("string"),
+            # Offsets of the images in `text` (docs/data.md); [] = default layout. Rows written
+            # before this column load unchanged (Dialogue.from_row reads it when present).
+            "image_positions": List(Value("int32")),
         }),
         "images": List(Image()),
         "image_captions": List(Value("string")),
