@@ -142,8 +142,12 @@ def test_convert_released_merges_a_lora_adapter(tmp_path):
     lora.save_pretrained(adapter_dir)
     merged = lora.merge_and_unload().eval()
 
+    assert processor.image_processor.size["longest_edge"] != 602112  # the base's own budget
     out = convert_released(str(base_dir), str(adapter_dir), str(tmp_path / "f2rvlm"))
+    with open(os.path.join(out, "processor_config.json"), encoding="utf-8") as f:
+        assert json.load(f)["image_processor"]["size"]["longest_edge"] == 602112  # released MAX_PIXELS
     model, loaded_processor = load_model(out)
+    assert loaded_processor.image_processor.size["longest_edge"] == 602112
     assert type(model).__name__ == "F2RVLMQwen2VLForConditionalGeneration" and model.relevance_head is None
     ids = loaded_processor.tokenizer("hello lake", return_tensors="pt")["input_ids"]
     with torch.no_grad():

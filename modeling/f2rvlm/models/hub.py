@@ -19,6 +19,10 @@ import tempfile
 
 from .registry_f2rvlm import FAMILIES, family_for_model_type
 
+#: Released image budget (`MAX_PIXELS=602112` in the released SFT, GRPO and inference scripts):
+#: 602112 = 768 * 28 * 28, at most 768 merged vision tokens per image.
+RELEASED_MAX_PIXELS = 602112
+
 #: The remote-code files every exported folder carries, by package location (layer/module).
 CODE_FILES = ("models/registry_f2rvlm.py", "models/configuration_f2rvlm.py", "models/modeling_f2rvlm.py",
               "models/retrieval_f2rvlm.py", "models/scorer_f2rvlm.py", "models/processing_f2rvlm.py", "models/generation_f2rvlm.py",
@@ -210,11 +214,14 @@ def export_model(src: str, out: str, overwrite: bool = False) -> str:
     return _atomic_write(out, overwrite, lambda tmp: save_f2rvlm_folder(model, processor, tmp))
 
 
-def convert_released(base: str, adapter: str, out: str, overwrite: bool = False, family: str | None = None) -> str:
+def convert_released(base: str, adapter: str, out: str, overwrite: bool = False, family: str | None = None,
+                     max_pixels: int | None = RELEASED_MAX_PIXELS) -> str:
     """Merge the released LoRA adapter into its stock Qwen-VL base and save an F2RVLM folder.
 
     `base` is a stock Qwen2-VL(-7B-Instruct) folder or repo id; the stock AutoProcessor needs
     torchvision, so the processor is rebuilt from the base's tokenizer + image processor files.
+    The processor keeps the released image budget (`max_pixels`, written as the image
+    processor's `size.longest_edge`; None keeps the base's).
     """
     import torch
     from peft import PeftModel
@@ -245,7 +252,8 @@ def convert_released(base: str, adapter: str, out: str, overwrite: bool = False,
             raise ModelFolderError(f"{adapter}: no LoRA weights matched the base model's modules")
         model = model.merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(base)
-    image_processor = Qwen2VLImageProcessorPil.from_pretrained(base)
+    image_processor = Qwen2VLImageProcessorPil.from_pretrained(
+        base, **({} if max_pixels is None else {"max_pixels": int(max_pixels)}))
     processor = F2RVLMProcessor(image_processor=image_processor, tokenizer=tokenizer,
                                 chat_template=getattr(tokenizer, "chat_template", None))
     return _atomic_write(out, overwrite, lambda tmp: save_f2rvlm_folder(model, processor, tmp))

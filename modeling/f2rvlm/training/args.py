@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..models.hub import RELEASED_MAX_PIXELS  # noqa: F401 (re-exported: recipes, tests)
+
 try:  # trl is a [train] extra; the dataclasses below subclass its configs
     from trl import GRPOConfig, SFTConfig
 except ImportError as err:  # pragma: no cover
@@ -223,9 +225,8 @@ def cpu_overrides(args) -> None:
             args.use_vllm = False
 
 
-#: Released image budget (`MAX_PIXELS=602112` in the released SFT, GRPO and inference scripts):
-#: 602112 = 768 * 28 * 28, at most 768 merged vision tokens per image.
-RELEASED_MAX_PIXELS = 602112
+#: `RELEASED_MAX_PIXELS` (602112 = 768 * 28 * 28, the released `MAX_PIXELS`) lives in `models.hub`,
+#: whose `convert_released` writes it too; imported at the top of this module.
 
 
 def apply_max_pixels(processor, max_pixels: int | None) -> None:
