@@ -50,6 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--speaker_boost", type=float, default=0.1)
+    p.add_argument("--encoder", default=None, help="reuse an encoder saved by an earlier run (OUT/encoder); skips training")
     return p.parse_args(argv)
 
 
@@ -199,26 +200,30 @@ def select_settings(model, processor, synthetic_rows, real_rows) -> dict:
     from f2rvlm.models.retrieval_f2rvlm import _scorer_settings
     from f2rvlm.models.scorer_f2rvlm import select
 
-    settings = _scorer_settings(model.config)
-    scored_rows = {}
-    for name, rows in (("synthetic", synthetic_rows), ("real", real_rows)):
-        scored_rows[name] = []
-        for row in rows:
-            dialogue, query, utts, imgs = row_example(row)
-            scores = model.text_scorer.score_dialogue(dialogue, query, processor.scorer_tokenizer, settings)
-            scored_rows[name].append((scores, Answer(utts, imgs), len(dialogue), dialogue.num_images))
+    examples = {name: [row_example(row) for row in rows] for name, rows in (("synthetic", synthetic_rows),
+                                                                          ("real", real_rows))}
+    scored_rows: dict[str, list] = {}
 
     def f1(name, margin, min_score) -> float:
-        rule = dataclasses.replace(settings, margin=margin, min_score=min_score)
+        rule = dataclasses.replace(_scorer_settings(model.config), margin=margin, min_score=min_score)
         samples = [EvalSample(Answer(*select(scores, rule)), gold, n, m) for scores, gold, n, m in scored_rows[name]]
         report = evaluate(samples)
         return report.joint.f1 if name == "synthetic" else report.utterance.f1
 
-    grid = [(round((f1("synthetic", m, s) + (f1("real", m, s) if real_rows else 0.0)) / (2 if real_rows else 1), 4), m, s)
-            for m in (0.0, 0.02, 0.05, 0.08, 0.12, 0.16) for s in (-1.0, 0.2, 0.3, 0.4)]
+    grid = []
+    for weight in (0.0, 0.5, 1.0):  # BM25 in the fused score (margins then in standard deviations)
+        model.config.text_scorer_bm25_weight = weight
+        settings = _scorer_settings(model.config)
+        for name, rows in examples.items():
+            scored_rows[name] = [(model.text_scorer.score_dialogue(d, q, processor.scorer_tokenizer, settings),
+                                  Answer(u, i), len(d), d.num_images) for d, q, u, i in rows]
+        margins = (0.0, 0.02, 0.05, 0.08, 0.12, 0.16) if weight == 0 else (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
+        grid += [(round((f1("synthetic", m, s) + (f1("real", m, s) if real_rows else 0.0)) / (2 if real_rows else 1), 4),
+                  weight, m, s) for m in margins for s in (-1.0, 0.2, 0.3, 0.4)]
     best = {}
-    _, best["text_scorer_margin"], best["text_scorer_min_score"] = max(grid)
-    model.config.text_scorer_margin, model.config.text_scorer_min_score = best["text_scorer_margin"], best["text_scorer_min_score"]
+    _, best["text_scorer_bm25_weight"], best["text_scorer_margin"], best["text_scorer_min_score"] = max(grid)
+    for key, value in best.items():
+        setattr(model.config, key, value)
     shortlists = []
     for k in (1, 2, 3):
         model.config.generate_shortlist = k
@@ -237,6 +242,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     started = time.time()
+    os.makedirs(args.out, exist_ok=True)
     conversations = real_conversations(args.real_chats)
     splits = synthetic_splits(args.synthetic_dialogues, args.seed)
     selfsup = self_supervised_triples(conversations, args.selfsup_queries, seed=args.seed) if conversations else []
@@ -244,7 +250,13 @@ def main(argv=None) -> int:
     print(f"data: {len(selfsup)} self-supervised real-turn triples from {len(conversations)} conversations, "
           f"{len(synthetic)} synthetic triples", flush=True)
 
-    encoder, train_seconds, log = train_encoder(selfsup + synthetic, args)
+    if args.encoder:
+        from sentence_transformers import SentenceTransformer
+
+        encoder, train_seconds, log = SentenceTransformer(args.encoder, device="cpu"), 0.0, []
+    else:
+        encoder, train_seconds, log = train_encoder(selfsup + synthetic, args)
+        encoder.save(os.path.join(args.out, "encoder"))
     settings = {"text_scorer_speaker_boost": args.speaker_boost, "text_scorer_strip_names": True,
                 "text_scorer_max_length": args.max_length, "default_retrieval_mode": "tagging"}
     model, processor = attach_scorer(args.vlm, encoder, settings)
@@ -257,7 +269,6 @@ def main(argv=None) -> int:
 
     from f2rvlm.models.hub import export_model, save_f2rvlm_folder
 
-    os.makedirs(args.out, exist_ok=True)
     merged = save_f2rvlm_folder(model, processor, os.path.join(args.out, "merged"))
     record = {"stage": "text_scorer", "args": vars(args), "train_seconds": round(train_seconds, 1),
               "total_seconds": round(time.time() - started, 1), "triples": {"self_supervised": len(selfsup),

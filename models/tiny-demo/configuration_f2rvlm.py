@@ -42,9 +42,11 @@ Retrieval fields (the same on every family):
         `text_scorer/` subfolder). When present, "tagging" and "guided" read its scores instead of
         the relevance head's.
     text_scorer_speaker_boost, text_scorer_margin, text_scorer_min_score, text_scorer_max_length,
-    text_scorer_strip_names: the scorer's settings (`scorer_f2rvlm.ScorerSettings`): score bonus for
-        turns of a speaker the query names; items within `margin` of the best are selected; nothing
-        when the best is below `min_score`; token budget per text; drop speaker names from the query.
+    text_scorer_strip_names, text_scorer_bm25_weight: the scorer's settings
+        (`scorer_f2rvlm.ScorerSettings`): score bonus for turns of a speaker the query names; items
+        within `margin` of the best are selected; nothing when the best cosine is below
+        `min_score`; token budget per text; drop speaker names from the query; weight of BM25 in
+        the fused (standardised) score, 0 for the encoder alone.
     generate_shortlist (`int`, defaults to 0): with a scorer, "generate" decodes under a grammar
         that admits only the scorer's top-k utterances (and their images); 0 admits every id.
 """
@@ -84,6 +86,7 @@ class F2RVLMConfigMixin:
     text_scorer_min_score: float = -1.0
     text_scorer_max_length: int = 64
     text_scorer_strip_names: bool = False
+    text_scorer_bm25_weight: float = 0.0
     generate_shortlist: int = 0
 
     def __post_init__(self, **kwargs):

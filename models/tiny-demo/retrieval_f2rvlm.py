@@ -150,10 +150,10 @@ def retrieve_batch(
         if mode != "generate":
             scores = {"utterances": {}, "images": {}}
             for job, answer in mine:
-                for key, window_scores in answer[3].items():
+                for key in ("utterances", "images"):
                     offset = job[2] if key == "images" else 0
-                    for i, p in window_scores.items():
-                        scores[key][i + offset] = max(p, scores[key].get(i + offset, 0.0))
+                    for i, p in answer[3][key].items():
+                        scores[key][i + offset] = max(p, scores[key].get(i + offset, float("-inf")))
         results.append(RetrievalResult(
             utterance_ids=utterance_ids, image_ids=image_ids, spans=contiguous_spans(utterance_ids),
             text="\n".join(answer[0] for _, answer in mine), mode=mode, num_windows=num_windows[index],
@@ -264,7 +264,8 @@ def _answer_batch(model, rows, processor, mode, template, constrained, threshold
 
 def _scorer_settings(config) -> ScorerSettings:
     return ScorerSettings(config.text_scorer_speaker_boost, config.text_scorer_margin, config.text_scorer_min_score,
-                          config.text_scorer_max_length, config.text_scorer_strip_names)
+                          config.text_scorer_max_length, config.text_scorer_strip_names,
+                          config.text_scorer_bm25_weight)
 
 
 def _scorer_scores(model, rows, processor, mode) -> list[dict] | None:

@@ -1,6 +1,7 @@
 """The text scorer an F2RVLM checkpoint may carry: rendering, speaker handling, selection, the
 retrieval modes that read it, and save/load (in process and as remote code)."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -91,3 +92,15 @@ def test_scorer_round_trips_in_process_and_as_remote_code(scored_model, tmp_path
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT"))
     assert line == f"RESULT transformers_modules {expected.utterance_ids}"
+
+
+def test_bm25_fusion_changes_the_ranking_towards_shared_words(scored_model):
+    from f2rvlm.core.dialogue import Dialogue
+    from f2rvlm.models.retrieval_f2rvlm import _scorer_settings
+
+    model, processor = scored_model
+    dialogue = Dialogue.from_dict({"utterances": [{"speaker": "a", "text": "zebra quilt"}, {"speaker": "b", "text": "hello"}]})
+    settings = dataclasses.replace(_scorer_settings(model.config), bm25_weight=100.0, speaker_boost=0.0)
+    scores = model.text_scorer.score_dialogue(dialogue, "zebra quilts", processor.scorer_tokenizer, settings)
+    assert scores["utterances"][0] > scores["utterances"][1]  # BM25 (light stemming: quilts -> quilt) dominates
+    assert -1.0 <= scores["similarity"] <= 1.0

@@ -30,6 +30,7 @@ class ScorerSettings:
     min_score: float = -1.0
     max_length: int = 64
     strip_names: bool = False
+    bm25_weight: float = 0.0
 
 
 def turn_text(speaker: str, text: str, captions: Sequence[str | None] = ()) -> str:
@@ -58,6 +59,63 @@ def strip_speaker_names(query: str, speakers: Sequence[str]) -> str:
     return re.sub(r"\s+", " ", query).strip()
 
 
+_WORD = re.compile(r"\w+", re.UNICODE)
+_STOPWORDS = frozenset("""a an the and or but of to in on at for with from by about as is are was were be been being
+it its this that these those i you he she we they me him her us them my your his our their what which who whom
+when where why how do did does have has had not no so than too very can will would should could just""".split())
+
+
+def lexical_tokens(text: str) -> list[str]:
+    """Lower-cased words without stopwords, with plural / -ing / -ed endings stripped (a light
+    stemmer: this file may import only torch and transformers, so no PyStemmer here)."""
+    tokens = []
+    for word in _WORD.findall(text.lower()):
+        if word in _STOPWORDS:
+            continue
+        for suffix in ("ing", "ies", "ed", "es", "s"):
+            if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+                word = word[: -len(suffix)] + ("y" if suffix == "ies" else "")
+                break
+        tokens.append(word)
+    return tokens
+
+
+def bm25(query: Sequence[str], documents: Sequence[Sequence[str]], k1: float = 1.5, b: float = 0.75) -> list[float]:
+    """Okapi BM25 (Lucene idf) of each document for the query, over this document set only.
+
+    >>> [round(x, 3) for x in bm25(["lake"], [["lake", "trip"], ["tax"], ["lake"]])]
+    [0.384, 0.0, 0.53]
+    """
+    import math
+
+    n = len(documents)
+    if not n:
+        return []
+    average = sum(len(d) for d in documents) / n or 1.0
+    frequencies = [{} for _ in documents]
+    document_count: dict[str, int] = {}
+    for counts, document in zip(frequencies, documents):
+        for token in document:
+            counts[token] = counts.get(token, 0) + 1
+        for token in counts:
+            document_count[token] = document_count.get(token, 0) + 1
+    scores = []
+    for counts, document in zip(frequencies, documents):
+        score = 0.0
+        for token in set(query):
+            tf = counts.get(token, 0)
+            if tf:
+                idf = math.log(1 + (n - document_count[token] + 0.5) / (document_count[token] + 0.5))
+                score += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(document) / average))
+        scores.append(score)
+    return scores
+
+
+def _standardised(values: torch.Tensor) -> torch.Tensor:
+    spread = values.std(unbiased=False) if values.numel() > 1 else values.new_tensor(0.0)
+    return (values - values.mean()) / spread if float(spread) > 0 else values - values.mean()
+
+
 class TextScorer(nn.Module):
     """Mean-pooled, L2-normalised sentence embeddings from a BERT-family encoder."""
 
@@ -82,29 +140,39 @@ class TextScorer(nn.Module):
         return torch.cat(out) if out else torch.zeros(0, self.encoder.config.hidden_size)
 
     def score_dialogue(self, dialogue, query: str, tokenizer, settings: ScorerSettings) -> dict:
-        """{"utterances": {global id: score}, "images": {dialogue image id: score}}."""
+        """{"utterances": {global id: score}, "images": {dialogue image id: score}, "similarity": the
+        best cosine similarity}. Turns carry the speaker boost; with `bm25_weight`, scores are the
+        standardised cosine plus `bm25_weight` x standardised BM25 (max-normalised, boosted)."""
         utterances = dialogue.utterances
         texts = [turn_text(u.speaker, u.text, [img.caption for img in u.images]) for u in utterances]
         captions = [(k, img.caption) for k, img in enumerate(dialogue.images) if img.caption]
         speakers = [u.speaker for u in utterances]
         query_text = strip_speaker_names(query, speakers) if settings.strip_names else query
         vectors = self.embed([query_text] + texts + [c for _, c in captions], tokenizer, settings.max_length)
-        sims = (vectors[1:] @ vectors[0]).tolist()
+        similarity = vectors[1:] @ vectors[0]  # (turns + captions,)
         named = named_speakers(query, speakers)
-        turn_scores = [s + (settings.speaker_boost if u.speaker in named else 0.0)
-                       for s, u in zip(sims[: len(texts)], utterances)]
-        scores = {"utterances": dict(zip(dialogue.utterance_ids, turn_scores)), "images": {}}
-        caption_scores = dict(zip((k for k, _ in captions), sims[len(texts):]))
+        boost = torch.tensor([settings.speaker_boost if u.speaker in named else 0.0 for u in utterances]
+                             + [0.0] * len(captions))
+        scores = similarity + boost
+        if settings.bm25_weight:
+            lexical = torch.tensor(bm25(lexical_tokens(query_text), [lexical_tokens(u.text + " " + " ".join(
+                img.caption or "" for img in u.images)) for u in utterances] + [lexical_tokens(c) for _, c in captions]))
+            lexical = lexical / lexical.max() if float(lexical.max()) > 0 else lexical
+            scores = _standardised(scores) + settings.bm25_weight * _standardised(lexical + 2 * boost)
+        turn_scores = scores[: len(texts)].tolist()
+        out = {"utterances": dict(zip(dialogue.utterance_ids, turn_scores)), "images": {},
+               "similarity": float(similarity.max()) if similarity.numel() else -1.0}
+        caption_scores = dict(zip((k for k, _ in captions), scores[len(texts):].tolist()))
         for k, host in enumerate(dialogue.image_hosts):
-            scores["images"][k] = caption_scores.get(k, turn_scores[host - dialogue.id_offset])
-        return scores
+            out["images"][k] = caption_scores.get(k, turn_scores[host - dialogue.id_offset])
+        return out
 
 
 def select(scores: dict, settings: ScorerSettings) -> tuple[list[int], list[int]]:
-    """Ids within `margin` of the best utterance score (images: of the best overall), none when
-    the best is below `min_score`."""
+    """Ids within `margin` of the best score, none when the best cosine similarity is below
+    `min_score` (the "nothing matches" answer)."""
     every = list(scores["utterances"].values()) + list(scores["images"].values())
-    if not every or max(every) < settings.min_score:
+    if not every or scores.get("similarity", max(every)) < settings.min_score:
         return [], []
     floor = max(every) - settings.margin
     utts = sorted(i for i, s in scores["utterances"].items() if s >= floor)
@@ -112,4 +180,4 @@ def select(scores: dict, settings: ScorerSettings) -> tuple[list[int], list[int]
     return utts, imgs
 
 
-__all__ = ["ScorerSettings", "TextScorer", "named_speakers", "select", "strip_speaker_names", "turn_text"]
+__all__ = ["ScorerSettings", "TextScorer", "bm25", "lexical_tokens", "named_speakers", "select", "strip_speaker_names", "turn_text"]
