@@ -144,3 +144,90 @@ def test_curriculum_recipe_dry_run(backbone, data, tmp_path):
     ordered = load_dataset(str(out), split="train_grpo")  # a Parquet folder, as recipes/grpo.py reads it
     assert len(ordered) > 0
     assert set(ordered["difficulty"]) <= {"easy", "middle", "confusing", "hard"}
+
+
+def _released_grpo_folder(root):
+    """A dataset built from released-format (ms-swift) records: image paths only, so no captions;
+    one utterance puts its image tag before its text (the released builder's layout)."""
+    import json
+
+    from f2rvlm import render_answer, render_prompt
+    from f2rvlm.core.protocol import SYSTEM_PROMPTS
+    from f2rvlm.data import RELEASE_FILES, build_from_release
+    from f2rvlm.data.synthetic import generate_split
+
+    release = root / "MLDR"
+    (release / "imgs").mkdir(parents=True)
+    records = []
+    for d, sample in enumerate(generate_split("train_grpo", 3, seed=7, language="zh")):
+        dialogue = sample.dialogue
+        host = next(u for u in dialogue.utterances if u.images and u.text)
+        host.image_positions = [0] * len(host.images)  # tags before the text
+        paths = []
+        for k, image in enumerate(dialogue.images):
+            (release / "imgs" / f"{d}-{k}.png").write_bytes(image.to_bytes())
+            paths.append(f"imgs/{d}-{k}.png")
+        for q in sample.queries:
+            answer = render_answer(q.utterance_ids, q.image_ids)
+            records.append({"messages": [{"role": "system", "content": SYSTEM_PROMPTS["zh"]},
+                                         {"role": "user", "content": render_prompt(dialogue, q.query, "zh")},
+                                         {"role": "assistant", "content": answer}],
+                            "images": paths, "solution": answer, "dialogue_id": dialogue.dialogue_id})
+    for name in RELEASE_FILES.values():
+        (release / name).write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    path, _ = build_from_release(str(release), str(root / "mldr"), show_progress=False)
+    return path
+
+
+def test_grpo_dry_run_on_released_rows_without_captions(tmp_path, monkeypatch):
+    """The GPU GRPO recipe (--dry_run) on rows converted from released files, whose images carry no
+    caption: it completes one step with the coherence reward computed (default embedder: a
+    caption-less image is embedded through its host turn) and logged."""
+    from datasets import load_dataset
+    from f2rvlm.training import rewards
+    from f2rvlm.training.args import (
+        F2RVLMGRPOConfig,
+        ModelArguments,
+        ScriptArguments,
+        parse_recipe_args,
+    )
+
+    data = _released_grpo_folder(tmp_path)
+    rows = load_dataset(data, split="train_grpo")
+    assert rows[0]["source"] == "mldr-release" and all(c is None for r in rows for c in r["image_captions"])
+    assert any(u["image_positions"] for r in rows for u in r["utterances"])
+
+    monkeypatch.setattr(rewards, "_DEFAULT_CACHE", None)  # the recipe's own default embedder, fresh
+    grpo = _recipe("grpo")
+    calls = []
+    build = grpo.build_reward_funcs
+
+    def spied(names):
+        funcs, weights = build(names)
+        coherence = next(f for f in funcs if f.__name__ == "coherence_reward")
+
+        def coherence_reward(completions, **columns):
+            scores = coherence(completions, **columns)
+            # the same rows scored with their gold answers: every non-empty one needs the embeddings
+            gold = coherence(columns["solution"], **columns)
+            calls.append((columns, scores, gold))
+            return scores
+
+        return [coherence_reward if f is coherence else f for f in funcs], weights
+
+    monkeypatch.setattr(grpo, "build_reward_funcs", spied)
+    cfg = os.path.join(ROOT, "recipes", "qwen2-vl-7b", "grpo.yaml")
+    args = parse_recipe_args((ScriptArguments, F2RVLMGRPOConfig, ModelArguments),
+                             ["--config", cfg, "--dry_run", "true", "--dataset_path", data,
+                              "--output_dir", str(tmp_path / "grpo")])
+    assert "coherence" in args[1].reward_funcs
+    trainer = grpo.main(*args)
+    assert trainer.state.global_step == 1
+    assert any("rewards/coherence_reward/mean" in h for h in trainer.state.log_history)
+    assert calls
+    for columns, scores, gold in calls:
+        assert all(c is None for captions in columns["image_captions"] for c in captions)
+        assert all(-1.0 <= s <= 1.0 for s in scores + gold)
+        nonempty = [i for i, s in enumerate(columns["solution"]) if "[]<|utt_ids_end|>;<|img_ids_start|>[]" not in s]
+        assert nonempty and all(gold[i] > 0 for i in nonempty)
+    assert rewards._DEFAULT_CACHE is not None and rewards._DEFAULT_CACHE.misses > 0
