@@ -141,7 +141,7 @@ def write_wechat(turns, out: Path) -> str:
     for when, name, text, images in turns:
         sender = int(name == "Sam")
         common = lambda kind, content: [row, 1, kind, 0, sender, int(when.replace(tzinfo=dt.timezone.utc).timestamp()),  # noqa: E731
-                                        2, content, when.strftime("%Y-%m-%d %H:%M:%S"), "", name, f"wxid_{name.lower()}"]
+                                        2, content, when.strftime("%Y-%m-%d %H:%M:%S"), "", name, name]
         for data in images:
             k += 1
             file = f"image_{k:03d}.jpg"
