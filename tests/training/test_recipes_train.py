@@ -231,3 +231,36 @@ def test_grpo_dry_run_on_released_rows_without_captions(tmp_path, monkeypatch):
         nonempty = [i for i, s in enumerate(columns["solution"]) if "[]<|utt_ids_end|>;<|img_ids_start|>[]" not in s]
         assert nonempty and all(gold[i] > 0 for i in nonempty)
     assert rewards._DEFAULT_CACHE is not None and rewards._DEFAULT_CACHE.misses > 0
+
+
+def test_grpo_dynamic_sampling_draws_new_prompts(data, tmp_path):
+    """Released dynamic sampling on the tiny model: the first prompt's group has zero spread, so it
+    is dropped and new prompts are drawn; the step trains on groups that all have spread."""
+    from f2rvlm.training.args import (
+        F2RVLMGRPOConfig,
+        ModelArguments,
+        ScriptArguments,
+        parse_recipe_args,
+    )
+
+    grpo = _recipe("grpo")
+    scored = []
+
+    def picky_reward(completions, query, **columns):  # no spread for one query, spread for the others
+        scored.append(list(query))
+        return [0.0 if q == scored[0][0] else float(len(c[0]["content"] if isinstance(c, list) else c))
+                for c, q in zip(completions, query)]
+
+    grpo.build_reward_funcs = lambda names: ([picky_reward], [1.0])
+    args = parse_recipe_args((ScriptArguments, F2RVLMGRPOConfig, ModelArguments),
+                             COMMON + ["--dataset_path", data, "--dataset_train_split", "train_grpo", "--max_steps", "1",
+                                       "--per_device_train_batch_size", "4", "--num_generations", "2",
+                                       "--max_completion_length", "8", "--beta", "0.0", "--temperature", "1.5",
+                                       "--output_dir", str(tmp_path / "grpo"), "--max_train_samples", "4"])
+    assert args[1].dynamic_sampling == "new_prompts"
+    trainer = grpo.main(*args)
+    history = {k: v for h in trainer.state.log_history for k, v in h.items()}
+    assert history["dynamic_sampling/used_new_prompts"] == 1.0 and history["dynamic_sampling/new_batches"] >= 1
+    assert history["frac_reward_zero_std"] == 0.0
+    flat = scored[0][0]
+    assert flat in scored[0] and flat not in scored[-1]  # the trained batch (scored last) dropped it

@@ -188,3 +188,66 @@ def test_apply_max_pixels_caps_the_image_processor():
     assert p.image_processor.max_pixels == 602112 == 768 * 28 * 28
     args.apply_max_pixels(p, None)  # None keeps the processor's
     assert p.image_processor.size["longest_edge"] == 602112
+
+
+def _sampling_trainer(batches, rewards_by_batch, max_resamples=3):
+    """A DynamicSamplingGRPOTrainer shell whose rollouts are scripted: batch b's rows are
+    ("b", i) and its per-completion rewards are `rewards_by_batch[b]` (num_generations 2)."""
+    from collections import defaultdict
+
+    trainer = trainers.DynamicSamplingGRPOTrainer.__new__(trainers.DynamicSamplingGRPOTrainer)
+    trainer.args = args.F2RVLMGRPOConfig(output_dir="unused", use_cpu=True, bf16=False, report_to="none",
+                                         dynamic_sampling_max_resamples=max_resamples)
+    trainer.num_generations = 2
+    trainer._metrics = {"train": defaultdict(list)}
+    rolled = []
+
+    def rollout(rows):
+        b = rows[0]["batch"]
+        rolled.append(b)
+        n = len(rows)
+        result = ([[b, i] for i in range(n)], [[100 * b + i] for i in range(n)], None,
+                  [f"{b}-{i}" for i in range(n)], None, {}, None, [])
+        return result, torch.tensor(rewards_by_batch[b], dtype=torch.float32)
+
+    trainer._rollout = rollout
+    trainer._ds_resample_iter = iter([[{"batch": b, "i": i} for i in range(4)] for b in batches])
+    return trainer, rolled
+
+
+def test_dynamic_sampling_as_released_draws_new_prompts():
+    """Released ms-swift `_dynamic_sample`: zero-spread groups dropped, new prompts drawn until a
+    full batch of groups with spread is pooled; else the original batch."""
+    first = [{"batch": 0, "i": i} for i in range(4)]  # 2 prompts x 2 generations
+    # batch 0: group 0 flat, group 1 spread; batch 1: group 0 spread -> pool full (4 rows)
+    trainer, rolled = _sampling_trainer([1, 2], {0: [1, 1, 0, 1], 1: [0, 1, 2, 2]})
+    rows = trainer._draw_new_prompts(first)
+    assert rows == [first[2], first[3], {"batch": 1, "i": 0}, {"batch": 1, "i": 1}] and rolled == [0, 1]
+    assert trainer._ds_cached[3] == ["0-2", "0-3", "1-0", "1-1"] and trainer._ds_cached[1] == [[2], [3], [100], [101]]
+    assert trainer._metrics["train"]["dynamic_sampling/used_new_prompts"] == [1.0]
+    assert trainer._metrics["train"]["dynamic_sampling/resampled_groups"] == [2.0]  # one flat group per batch
+    # no spread anywhere, 3 draws: batches 1 and 2 examined, the third draw is never examined -> original
+    trainer, rolled = _sampling_trainer([1, 2, 3], {0: [1, 1, 0, 0], 1: [1, 1, 1, 1], 2: [0, 0, 0, 0]})
+    assert trainer._draw_new_prompts(first) == first and rolled == [0, 1, 2]
+    assert trainer._ds_cached[3] == ["0-0", "0-1", "0-2", "0-3"]
+    assert trainer._metrics["train"]["dynamic_sampling/new_batches"] == [3.0]
+    assert trainer._metrics["train"]["dynamic_sampling/used_new_prompts"] == [0.0]
+    # released quirk: a re-drawn batch with spread everywhere ends the search with the pool not full
+    trainer, rolled = _sampling_trainer([1], {0: [1, 1, 0, 1], 1: [0, 1, 0, 1]})
+    assert trainer._draw_new_prompts(first) == first and rolled == [0, 1]
+    # every group has spread: nothing drawn
+    trainer, rolled = _sampling_trainer([1], {0: [0, 1, 0, 1]})
+    assert trainer._draw_new_prompts(first) == first and rolled == [0]
+    assert trainer._metrics["train"]["dynamic_sampling/new_batches"] == [0.0]
+
+
+def test_dynamic_sampling_option_is_checked():
+    trainer, _ = _sampling_trainer([], {})
+    assert trainer.args.dynamic_sampling == "new_prompts"
+    trainer.accelerator = type("A", (), {"num_processes": 1})()
+    assert trainer._dynamic_mode() == "new_prompts"
+    trainer.args.dynamic_sampling = "regenerate"
+    assert trainer._dynamic_mode() == "regenerate"
+    trainer.args.dynamic_sampling = "nope"
+    with pytest.raises(ValueError, match="new_prompts' or 'regenerate"):
+        trainer._dynamic_mode()

@@ -157,7 +157,15 @@ class F2RVLMGRPOConfig(GRPOConfig):
     )
     dynamic_sampling_max_resamples: int = field(
         default=3,
-        metadata={"help": "Re-generate groups whose rewards have zero spread up to this many times (paper: 3; 0 = off)."},
+        metadata={"help": "Dynamic sampling: at most this many re-draws for groups whose rewards have zero spread "
+                          "(paper: 3; 0 = off)."},
+    )
+    dynamic_sampling: str = field(
+        default="new_prompts",
+        metadata={"help": "`new_prompts` (released, ms-swift `dynamic_sample`): zero-spread groups are dropped and NEW "
+                          "prompts drawn (a second pass over the training set) until a full batch of groups with "
+                          "spread is gathered, else the original batch is used; `regenerate`: the zero-spread groups' "
+                          "completions are generated again from the same prompts (this project's earlier variant)."},
     )
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep dataset columns: the rewards read them."})
     shuffle_dataset: bool | None = field(default=False, metadata={"help": "False keeps the curriculum order (paper)."})

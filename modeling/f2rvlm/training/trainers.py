@@ -1,5 +1,6 @@
 """Trainers: SFT with the F2RVLM heads' losses, and GRPO with the paper's dynamic sampling (groups
-whose rewards have zero spread are re-generated, up to `dynamic_sampling_max_resamples` times)."""
+whose rewards have zero spread are dropped and new prompts drawn, as released; re-generating them
+from the same prompts is the `dynamic_sampling: regenerate` option)."""
 
 from __future__ import annotations
 
@@ -40,24 +41,130 @@ def make_sft_trainer_class():
 # Dynamic sampling GRPO
 # ----------------------------------------------------------------------------------------------
 class DynamicSamplingGRPOTrainer(GRPOTrainer):
-    """GRPO with the paper's dynamic sampling: after generation, groups (the `num_generations`
-    completions of one prompt) whose weighted rewards have zero spread carry no advantage, so their
-    completions are generated again, up to `args.dynamic_sampling_max_resamples` times; the last
-    draw is kept. TRL 1.16 has no such option (checked: `grpo_trainer.py` only logs
-    `frac_reward_zero_std`).
+    """GRPO with the paper's dynamic sampling. Groups (the `num_generations` completions of one
+    prompt) whose weighted rewards have zero spread carry no advantage. TRL 1.16 has no such option
+    (checked: `grpo_trainer.py` only logs `frac_reward_zero_std`).
 
-    The decision is taken on the rewards gathered over all processes, so every process re-generates
-    in lock-step (collectives stay matched); with several processes each re-generates its whole
-    local batch and keeps the completions of zero-spread groups only. Logged:
-    `dynamic_sampling/resampled_groups`, `dynamic_sampling/zero_std_groups_after`.
+    `args.dynamic_sampling = "new_prompts"` (default, the released ms-swift 3.5 `dynamic_sample`,
+    `max_resample_times` 3): the groups with spread of the batch are kept in a pool and the
+    zero-spread ones dropped; a NEW batch of prompts is drawn from a second pass over the training
+    set (its own sampler, seed + 1, same order rule) and generated, up to
+    `dynamic_sampling_max_resamples` draws, until the pool holds a full generation batch, which is
+    then trained on (first rows first). A batch whose groups all have spread ends the search; when
+    the pool is not full at that point (released behaviour, also when a re-drawn batch had spread
+    everywhere) or after the last draw, the original batch is used. The kept completions are
+    scored again by TRL's own path (the rewards are deterministic). One process only; with several
+    processes this mode falls back to `regenerate` (logged once).
+
+    `args.dynamic_sampling = "regenerate"`: the zero-spread groups' completions are generated again
+    from the same prompts, up to `dynamic_sampling_max_resamples` times; the last draw is kept. The
+    decision is taken on the rewards gathered over all processes, so every process re-generates in
+    lock-step (collectives stay matched); with several processes each re-generates its whole local
+    batch and keeps the completions of zero-spread groups only.
+
+    Logged: `dynamic_sampling/resampled_groups` (zero-spread groups met), and for `new_prompts`
+    `dynamic_sampling/new_batches` (batches drawn) and `dynamic_sampling/used_new_prompts` (1 when
+    the trained batch came from the pool).
     """
+
+    def _dynamic_mode(self) -> str:
+        mode = getattr(self.args, "dynamic_sampling", "new_prompts")
+        if mode not in ("new_prompts", "regenerate"):
+            raise ValueError(f"dynamic_sampling must be 'new_prompts' or 'regenerate', got {mode!r}")
+        if mode == "new_prompts" and self.accelerator.num_processes > 1:
+            if not getattr(self, "_ds_warned", False):
+                import logging
+
+                logging.getLogger(__name__).warning(
+                    "dynamic_sampling=new_prompts runs on one process; %d processes: using 'regenerate'",
+                    self.accelerator.num_processes)
+                self._ds_warned = True
+            return "regenerate"
+        return mode
 
     def _generate_and_score_completions(self, inputs):
         self._ds_inputs = inputs
+        self._ds_cached = None
         try:
+            if (self.model.training and getattr(self.args, "dynamic_sampling_max_resamples", 0) > 0
+                    and not self.tools and self._dynamic_mode() == "new_prompts"):
+                inputs = self._draw_new_prompts(inputs)
+                self._ds_inputs = inputs
             return super()._generate_and_score_completions(inputs)
         finally:
             self._ds_inputs = None
+            self._ds_cached = None
+
+    # -- released dynamic sampling: drop zero-spread groups, draw new prompts ------------------
+    def _resample_batches(self):
+        """Endless batches of rows for re-draws: a second pass over the training set with its own
+        sampler (the released trainer builds its resample dataloader with seed + 1)."""
+        if getattr(self, "_ds_resample_iter", None) is None:
+            from trl.trainer.utils import RepeatSampler
+
+            n_prompts = self.args.generation_batch_size // self.num_generations
+
+            def batches():
+                epoch = 0
+                while True:
+                    sampler = RepeatSampler(self.train_dataset, mini_repeat_count=self.num_generations,
+                                            batch_size=n_prompts, repeat_count=1, shuffle=self.shuffle_dataset,
+                                            seed=self.args.seed + 1 + epoch)
+                    indices = list(sampler)
+                    size = n_prompts * self.num_generations
+                    for start in range(0, len(indices) - size + 1, size):
+                        yield [self.train_dataset[i] for i in indices[start:start + size]]
+                    epoch += 1
+
+            self._ds_resample_iter = batches()
+        return self._ds_resample_iter
+
+    def _rollout(self, rows: list) -> tuple:
+        """`_generate` on rows, prompts prepared as TRL's `_generate_and_score_completions` does."""
+        from trl.data_utils import prepare_multimodal_messages
+
+        prompts = [row["prompt"] for row in rows]
+        images = [row.get("images") for row in rows] if "images" in rows[0] else None
+        if images is not None and all(image_list == [] for image_list in images):
+            images = None
+        if images is not None:
+            prompts = [prepare_multimodal_messages(p, images=i) for p, i in zip(prompts, images, strict=True)]
+        self._ds_inputs = rows  # rollout grammars read the rows
+        result = self._generate_subset(prompts, list(range(len(prompts))))
+        rewards = self._calculate_rewards(rows, prompts, result[3], result[1])
+        weights = self.reward_weights.to(rewards.device)
+        return result, torch.nan_to_num((rewards * weights.unsqueeze(0)).nansum(dim=1))
+
+    def _draw_new_prompts(self, inputs: list) -> list:
+        G, n = self.num_generations, len(inputs)
+        max_draws = self.args.dynamic_sampling_max_resamples
+        origin, (result, rewards) = inputs, self._rollout(inputs)
+        origin_result, rows = result, inputs
+        pool: list[tuple[dict, tuple, int]] = []
+        met = draws = 0
+        while draws < max_draws:
+            valid = rewards.view(-1, G).std(dim=1) > 0  # released rule: strictly positive spread
+            if bool(valid.all()):
+                break
+            met += int((~valid).sum())
+            pool += [(rows[i], result, i) for i in range(len(rows)) if bool(valid[i // G])]
+            if len(pool) >= n:
+                break
+            rows = next(self._resample_batches())
+            draws += 1
+            if draws < max_draws:  # the released loop draws once more than it examines: skip that rollout
+                result, rewards = self._rollout(rows)
+        metrics = self._metrics["train"]
+        metrics["dynamic_sampling/resampled_groups"].append(float(met))
+        metrics["dynamic_sampling/new_batches"].append(float(draws))
+        if len(pool) >= n:
+            metrics["dynamic_sampling/used_new_prompts"].append(1.0)
+            pool = pool[:n]
+            self._ds_cached = _assemble([(res, i) for _, res, i in pool], n)
+            return [row for row, _, _ in pool]
+        metrics["dynamic_sampling/used_new_prompts"].append(0.0)
+        self._ds_cached = _assemble([(origin_result, i) for i in range(n)], n)
+        return origin
 
     # -- grammar-constrained rollouts ---------------------------------------------------------
     def _rollout_grammars(self, indices: Sequence[int]):
@@ -102,10 +209,15 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
             del model.generate  # back to the class method
 
     def _generate(self, prompts: list):
+        cached = getattr(self, "_ds_cached", None)
+        if cached is not None:  # new_prompts: the completions chosen by `_draw_new_prompts`
+            self._ds_cached = None
+            return cached
         result = self._generate_subset(prompts, list(range(len(prompts))))
         max_resamples = getattr(self.args, "dynamic_sampling_max_resamples", 0)
         inputs = getattr(self, "_ds_inputs", None)
-        if not self.model.training or max_resamples <= 0 or inputs is None or self.tools:
+        if (not self.model.training or max_resamples <= 0 or inputs is None or self.tools
+                or self._dynamic_mode() != "regenerate"):
             return result
         G = self.num_generations
         weights = self.reward_weights.to(self.accelerator.device)
@@ -132,6 +244,22 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
             result = _splice(result, new, subset, keep=set(bad_local))
         self._metrics["train"]["dynamic_sampling/resampled_groups"].append(float(resampled))
         return result
+
+
+def _assemble(picks: list[tuple[tuple, int]], n: int) -> tuple:
+    """A `_generate` result made of entry `i` of each picked result: per-row lists are picked,
+    per-row dict values too; None and empty (no tool images) slots stay as they are."""
+    first = picks[0][0]
+    out = []
+    for slot, value in enumerate(first):
+        if value is None or (isinstance(value, (list, tuple)) and len(value) == 0):
+            out.append(value)
+        elif isinstance(value, dict):
+            out.append({k: [res[slot][k][i] for res, i in picks] for k in value})
+        else:
+            out.append([res[slot][i] for res, i in picks])
+    assert all(len(v) == n for v in out if isinstance(v, list) and v)
+    return tuple(out)
 
 
 def _splice(result: tuple, new: tuple, subset: list[int], keep: set[int]) -> tuple:
