@@ -9,7 +9,7 @@ export GRADIO_ANALYTICS_ENABLED ?= False
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONDONTWRITEBYTECODE ?= 1
 
-.PHONY: help install test test-all demo demo-cli lint bench clean train-tiny demo-model sync-demo-code
+.PHONY: help install test test-all demo demo-cli lint bench clean train-tiny demo-model sync-demo-code space-bundle sample-exports
 
 help: ## this list
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,8 +44,15 @@ demo-model: install ## rebuild the committed demo model models/tiny-demo (the tr
 sync-demo-code: install ## re-copy the Hub remote-code files into models/tiny-demo (a test checks they match)
 	$(PY) -c "from f2rvlm.models.hub import write_remote_code; print(write_remote_code('models/tiny-demo'))"
 
+SPACE_OUT ?= build/space
+space-bundle: install ## a deployable Space folder in $(SPACE_OUT): app, package under vendor/, models/tiny-demo
+	$(PY) scripts/space_bundle.py --out $(SPACE_OUT)
+
+sample-exports: install ## rewrite the shipped sample chat exports (modeling/f2rvlm/assets/exports/)
+	$(PY) scripts/make_sample_exports.py
+
 lint: install ## ruff
-	$(VENV)/bin/ruff check modeling recipes space hub_datasets benchmarks tests
+	$(VENV)/bin/ruff check modeling recipes space hub_datasets benchmarks tests scripts
 
 bench: install ## run the benchmarks and rewrite benchmarks/RESULTS.md
 	$(PY) benchmarks/run_all.py

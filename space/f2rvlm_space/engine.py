@@ -79,8 +79,16 @@ def is_trained_model(folder: Path) -> bool:
     return (folder / "config.json").exists() and (folder / "f2rvlm_recipe.json").exists()
 
 
+#: A deploy folder (`make space-bundle`) carries the demo model beside app.py.
+BUNDLE_ROOT = Path(__file__).resolve().parents[1]
+
+
 def committed_model_dir() -> Path:
-    """The small trained demo model committed with the repository (`make demo-model` rebuilds it)."""
+    """The small trained demo model committed with the repository (`make demo-model` rebuilds it),
+    or its copy in a deploy folder built by `make space-bundle` (models/tiny-demo beside app.py)."""
+    bundled = BUNDLE_ROOT / "models" / "tiny-demo"
+    if (bundled / "config.json").exists():
+        return bundled
     return REPO_ROOT / "models" / "tiny-demo"
 
 
