@@ -1,0 +1,1 @@
+"""Corpus search (FFRS): topic fragments, a fragment index, recall + F2RVLM rerank."""

@@ -1,0 +1,174 @@
+"""Vector engines behind a `FragmentIndex`: one small interface, an embedded default (FAISS), a
+numpy brute-force engine (no extra package; the latency baseline) and a Qdrant client engine.
+
+All engines store L2-normalised float32 rows addressed by their position (row k of the
+fragment table) and rank by inner product (= cosine).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class VectorBackend(Protocol):
+    name: str
+
+    def add(self, vectors: np.ndarray) -> None: ...
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def __len__(self) -> int: ...
+
+    def save(self, folder: str) -> None: ...
+
+
+class NumpyBackend:
+    """Flat brute force: one matrix product (the release's `.npy` + dot-product recall)."""
+
+    name = "numpy"
+    FILE = "vectors.npy"
+
+    def __init__(self, dim: int):
+        self.dim = dim
+        self._chunks: list[np.ndarray] = []
+        self._matrix = np.zeros((0, dim), np.float32)
+
+    def add(self, vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        self._matrix = np.concatenate([self._matrix, vectors]) if len(self._matrix) else vectors
+
+    def search(self, queries, k):
+        queries = np.asarray(queries, np.float32).reshape(-1, self.dim)
+        k = min(k, len(self))
+        if k == 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        scores = queries @ self._matrix.T
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        part = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-part, axis=1, kind="stable")
+        return np.take_along_axis(part, order, axis=1), np.take_along_axis(top, order, axis=1).astype(np.int64)
+
+    def __len__(self):
+        return len(self._matrix)
+
+    def save(self, folder):
+        np.save(os.path.join(folder, self.FILE), self._matrix)
+
+    @classmethod
+    def load(cls, folder, dim):
+        backend = cls(dim)
+        path = os.path.join(folder, cls.FILE)
+        if os.path.exists(path):
+            backend.add(np.load(path))
+        return backend
+
+
+class FaissBackend:
+    """FAISS `IndexFlatIP`: exact inner-product search with BLAS/SIMD kernels, in process, one file
+    (`index.faiss`); adding rows appends to it without touching the others."""
+
+    name = "faiss"
+    FILE = "index.faiss"
+
+    def __init__(self, dim: int, index=None):
+        import faiss
+
+        self.dim = dim
+        self._faiss = faiss
+        self.index = index if index is not None else faiss.IndexFlatIP(dim)
+
+    def add(self, vectors):
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        if len(vectors):
+            self.index.add(vectors)
+
+    def search(self, queries, k):
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        k = min(k, len(self))
+        if k == 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        scores, ids = self.index.search(queries, k)
+        return scores, ids.astype(np.int64)
+
+    def __len__(self):
+        return self.index.ntotal
+
+    def save(self, folder):
+        self._faiss.write_index(self.index, os.path.join(folder, self.FILE))
+
+    @classmethod
+    def load(cls, folder, dim):
+        import faiss
+
+        path = os.path.join(folder, cls.FILE)
+        return cls(dim, faiss.read_index(path)) if os.path.exists(path) else cls(dim)
+
+
+class QdrantBackend:
+    """A Qdrant collection through `qdrant-client` (`location=":memory:"` or a `path` runs it in
+    process; `url=` talks to a server). Point ids are row positions. `save` writes nothing: the
+    server (or the local path) holds the vectors; the fragment table stays in the index folder."""
+
+    name = "qdrant"
+
+    def __init__(self, dim: int, collection: str = "f2rvlm_fragments", **client_kwargs):
+        from qdrant_client import QdrantClient, models
+
+        self.dim = dim
+        self.collection = collection
+        self._models = models
+        self.client = QdrantClient(**(client_kwargs or {"location": ":memory:"}))
+        if not self.client.collection_exists(collection):
+            self.client.create_collection(collection, vectors_config=models.VectorParams(size=dim, distance=models.Distance.DOT))
+        self._count = self.client.count(collection).count
+
+    def add(self, vectors):
+        vectors = np.asarray(vectors, np.float32).reshape(-1, self.dim)
+        points = [self._models.PointStruct(id=self._count + k, vector=v.tolist()) for k, v in enumerate(vectors)]
+        if points:
+            self.client.upsert(self.collection, points=points)
+        self._count += len(points)
+
+    def search(self, queries, k):
+        queries = np.asarray(queries, np.float32).reshape(-1, self.dim)
+        scores = np.full((len(queries), min(k, self._count)), -np.inf, np.float32)
+        ids = np.full(scores.shape, -1, np.int64)
+        for row, q in enumerate(queries):
+            hits = self.client.query_points(self.collection, query=q.tolist(), limit=k).points
+            for col, hit in enumerate(hits[: scores.shape[1]]):
+                scores[row, col], ids[row, col] = hit.score, int(hit.id)
+        return scores, ids
+
+    def __len__(self):
+        return self._count
+
+    def save(self, folder):
+        pass
+
+
+BACKENDS = {"faiss": FaissBackend, "numpy": NumpyBackend}
+
+
+def default_backend_name() -> str:
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return "numpy"
+    return "faiss"
+
+
+def make_backend(name: str | None, dim: int):
+    name = name or default_backend_name()
+    if name not in BACKENDS:
+        raise ValueError(f"unknown vector backend {name!r}; choose one of {sorted(BACKENDS)}")
+    return BACKENDS[name](dim)
+
+
+def load_backend(name: str, folder: str, dim: int):
+    if name not in BACKENDS:
+        raise ValueError(f"unknown vector backend {name!r} in the index manifest")
+    return BACKENDS[name].load(folder, dim)
