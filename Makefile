@@ -38,8 +38,10 @@ BUDGET ?= 30
 train-tiny: install ## CPU pipeline: synthetic data -> SFT -> curriculum -> GRPO -> eval -> export (BUDGET=30 minutes)
 	$(PY) recipes/train_tiny.py --budget_minutes $(BUDGET)
 
-demo-model: install ## rebuild the committed demo model models/tiny-demo (the train-tiny pipeline, fixed steps, ~30 min)
-	$(PY) recipes/train_tiny.py --budget_minutes $(BUDGET) --export_dir models/tiny-demo
+REAL_CHATS ?= ../shared/data/locomo-dev
+demo-model: install ## rebuild models/tiny-demo: the train-tiny VLM (~30 min), then its text scorer (~25 min; REAL_CHATS turns)
+	$(PY) recipes/train_tiny.py --budget_minutes $(BUDGET) --export_dir outputs/demo-vlm
+	$(PY) recipes/train_scorer.py --vlm outputs/demo-vlm --real_chats $(REAL_CHATS) --out outputs/default-model --export_dir models/tiny-demo
 
 sync-demo-code: install ## re-copy the Hub remote-code files into models/tiny-demo (a test checks they match)
 	$(PY) -c "from f2rvlm.models.hub import write_remote_code; print(write_remote_code('models/tiny-demo'))"
