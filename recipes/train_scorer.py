@@ -54,6 +54,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+SCORER_CARD = """
+## Text scorer (added by recipes/train_scorer.py)
+
+This checkpoint also carries a pretrained text relevance scorer: all-MiniLM-L6-v2 fine-tuned as a
+bi-encoder on {selfsup} self-supervised queries made from real chat turns (turns only, no
+question or annotation) and {synthetic} synthetic MLDR triples ({minutes:.1f} min on 2 CPU cores).
+It lives inside the checkpoint (`config.text_scorer`, `text_scorer/` tokenizer). `tagging` answers
+from it; `guided` and `generate` decode under grammars restricted to its choices. Settings chosen
+on training rows: {selection}. Synthetic validation joint F1 per mode: {validation}. Real-chat
+numbers: benchmarks/RESULTS.md `real_chat` in the f2rvlm repository (docs/real_chats.md).
+"""
+
+
 # 1. data ------------------------------------------------------------------------------------
 def real_conversations(sources) -> list[list[tuple[str, str]]]:
     from f2rvlm.data.locomo import read_conversations, sessions, turn_text
@@ -277,9 +290,23 @@ def main(argv=None) -> int:
     with open(os.path.join(args.out, "text_scorer_recipe.json"), "w", encoding="utf-8") as f:
         json.dump(record, f, indent=1)
     if args.export_dir:
+        import shutil
+
+        carried = {}  # the VLM's card, recipe record and results travel with it (read before a same-folder export)
+        for name in ("README.md", "f2rvlm_recipe.json", "eval_results.json"):
+            if os.path.isfile(os.path.join(args.vlm, name)):
+                with open(os.path.join(args.vlm, name), encoding="utf-8") as f:
+                    carried[name] = f.read()
         path = export_model(merged, args.export_dir, overwrite=True)
+        for name, text in carried.items():
+            with open(os.path.join(path, name), "w", encoding="utf-8") as f:
+                f.write(text)
         with open(os.path.join(path, "text_scorer_recipe.json"), "w", encoding="utf-8") as f:
             json.dump(record, f, indent=1)
+        with open(os.path.join(path, "README.md"), "a", encoding="utf-8") as f:
+            f.write(SCORER_CARD.format(selfsup=len(selfsup), synthetic=len(synthetic), minutes=train_seconds / 60,
+                                       selection=json.dumps(chosen), validation=json.dumps(results["validation"])))
+        shutil.copy(os.path.join(args.out, "text_scorer_recipe.json"), os.path.join(path, "text_scorer_recipe.json"))
         print(f"exported to {path}")
     print(f"done in {time.time() - started:.0f} s (training {train_seconds:.0f} s)")
     return 0
