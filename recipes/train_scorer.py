@@ -267,6 +267,11 @@ def main(argv=None) -> int:
         from sentence_transformers import SentenceTransformer
 
         encoder, train_seconds, log = SentenceTransformer(args.encoder, device="cpu"), 0.0, []
+        earlier = os.path.join(os.path.dirname(os.path.normpath(args.encoder)), "text_scorer_recipe.json")
+        if os.path.isfile(earlier):  # the run that trained it: its time and loss curve stay on record
+            with open(earlier, encoding="utf-8") as f:
+                trained = json.load(f)
+            train_seconds, log = trained.get("train_seconds", 0.0), trained.get("log", [])
     else:
         encoder, train_seconds, log = train_encoder(selfsup + synthetic, args)
         encoder.save(os.path.join(args.out, "encoder"))
