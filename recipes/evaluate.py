@@ -7,7 +7,7 @@
     python recipes/evaluate.py --config recipes/qwen2-vl-7b/sft.yaml --model_name_or_path outputs/.../merged
 
 Writes, per split and mode, `<split>.<mode>.predictions.jsonl` (one record per row, written by
-`f2rvlm.core.metrics.prediction_record`: the released inference format, so `f2rvlm eval` and the
+`f2rvlm.core.predictions.prediction_record`: the released inference format, so `f2rvlm eval` and the
 released evaluation tool read it; the prompt's id tags give the universe) and `metrics.json`:
 utterance / image / joint P, R, F1, MCC (global, the paper's numbers), the per-sample variant, and
 the mean latency per query. The metrics are computed from the very records written to the file.
@@ -52,10 +52,10 @@ class EvaluateArguments:
 
 
 def prediction_records(rows, predictions, texts=None, template=None) -> list[dict]:
-    """One predictions-file record per row (`metrics.prediction_record`): the rendered prompt, the
+    """One predictions-file record per row (`predictions.prediction_record`): the rendered prompt, the
     predicted ids as answer text, the gold answer, and the raw model text under `text`."""
     from f2rvlm.core.dialogue import Dialogue
-    from f2rvlm.core.metrics import prediction_record
+    from f2rvlm.core.predictions import prediction_record
     from f2rvlm.core.protocol import DEFAULT_TEMPLATE, Answer, render_prompt
 
     texts = texts or [None] * len(rows)
@@ -69,7 +69,8 @@ def prediction_records(rows, predictions, texts=None, template=None) -> list[dic
 def score(rows, predictions, records=None) -> dict:
     """Global + per-sample metrics of (utterance_ids, image_ids) predictions, computed from their
     prediction records (the same reading `f2rvlm eval` does)."""
-    from f2rvlm.core.metrics import evaluate, sample_from_record
+    from f2rvlm.core.metrics import evaluate
+    from f2rvlm.core.predictions import sample_from_record
 
     records = records if records is not None else prediction_records(rows, predictions)
     samples = [sample_from_record(r) for r in records]
@@ -150,7 +151,7 @@ def run_model(model, processor, rows, mode: str, args: EvaluateArguments, templa
 def main(script_args: ScriptArguments, eval_args: EvaluateArguments, model_args: ModelArguments):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     import torch
-    from f2rvlm.core.metrics import write_predictions
+    from f2rvlm.core.predictions import write_predictions
 
     torch.manual_seed(0)
     os.makedirs(eval_args.output_dir, exist_ok=True)

@@ -8,20 +8,21 @@ import random
 import re
 
 import pytest
-from f2rvlm.core import metrics
+from f2rvlm.core import metrics, predictions
 from f2rvlm.core.dialogue import Dialogue, DialogueImage, Utterance
 from f2rvlm.core.metrics import (
     Counts,
     EvalSample,
-    PredictionFileError,
     Scores,
     evaluate,
-    evaluate_predictions_file,
-    format_report,
     length_bucket,
-    prompt_universe,
     score_sample,
     set_scores,
+)
+from f2rvlm.core.predictions import (
+    PredictionFileError,
+    evaluate_predictions_file,
+    prompt_universe,
 )
 from f2rvlm.core.protocol import Answer, render_answer, render_prompt
 
@@ -239,7 +240,7 @@ def test_hallucinated_ids_lose_precision(tmp_path):
     ours, ref = evaluate_predictions_file(path), ref_evaluate(path)
     assert ours == ref
     # dropping ids outside the universe (this package before) reads a higher image precision
-    samples = metrics.read_predictions(path)
+    samples = predictions.read_predictions(path)
     kept = [EvalSample(Answer(*[[i for i in ids if 0 <= i < metrics.universe_size(n)] for ids, n in
                                ((a.utterance_ids, s.num_utterances), (a.image_ids, s.num_images))]),
                        s.gold, s.num_utterances, s.num_images) for s in samples

@@ -8,6 +8,7 @@
     f2rvlm convert --base DIR --adapter DIR --out DIR
     f2rvlm data synth --num-dialogues 200 --seed 0 --language en --out DIR
     f2rvlm data build --from-release DIR --out DIR [--wechat] [--on-error skip]
+    f2rvlm corpus index|search|eval  (many chats: fragment index, recall + rerank; docs/corpus.md)
 
 User errors (bad files, bad ids, missing weights) end in one `error: ...` line and exit code 2;
 set F2RVLM_DEBUG=1 to see the traceback.
@@ -75,7 +76,7 @@ def cmd_retrieve(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from ..core.metrics import evaluate_predictions_file, format_report
+    from ..core.predictions import evaluate_predictions_file, format_report
 
     report = evaluate_predictions_file(args.predictions, parse_mode=args.parse_mode, per_sample=args.per_sample,
                                        strict=args.strict, empty_gold_mcc=args.empty_gold_mcc)
@@ -84,7 +85,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_merge(args) -> int:
-    from ..core.metrics import merge_split_predictions, write_predictions
+    from ..core.predictions import merge_split_predictions, write_predictions
 
     shards = []
     for path in args.shards:
@@ -208,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     q = data_sub.add_parser("synth", help="shorthand for `data build --synthetic`")
     add_build_arguments(q, "mldr", synthetic_only=True)
     q.set_defaults(func=cmd_data_build)
+
+    from ..corpus.cli import add_corpus_parser
+
+    add_corpus_parser(sub)
     return parser
 
 

@@ -50,7 +50,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..core.metrics import Counts, prompt_text, prompt_universe, universe_size
+from ..core.metrics import Counts, universe_size
+from ..core.predictions import prompt_text, prompt_universe
 from ..core.protocol import Answer, has_duplicates
 
 #: Weights of the paper (F1 : coherence : format = 1 : 1 : 0.3), in `REWARD_FUNCS` order.
