@@ -39,6 +39,20 @@ answers with the ids of the turns and photos that form the matching fragment.
 Uploads stay in a temporary folder of your session and are deleted when you leave."""
 
 
+#: After a search: bring the first answer into view and, inside each scrollable answer column, its
+#: first hit (the columns are already trimmed around the hits; this covers long fragments).
+SCROLL_TO_HIT = """() => {
+  const result = document.querySelector('#result');
+  if (!result) return;
+  result.querySelectorAll('.f2-answer .f2-chat').forEach(box => {
+    const hit = box.querySelector('.hit');
+    if (hit) box.scrollTop = Math.max(0, hit.offsetTop - box.offsetTop - 24);
+  });
+  const first = result.querySelector('.f2-turn.hit, .f2-img.hit, .f2-error, .f2-answer');
+  if (first) first.scrollIntoView({block: 'center'});
+}"""
+
+
 def _close(session) -> None:
     if session is not None:
         session.close()
@@ -58,10 +72,8 @@ def build_demo(model_path: str | None = None, limits: ImportLimits | None = None
         _close(old)
         try:
             session = make()
-        except ChatImportError as err:
-            message = f"Could not import this file: {err}"
-            gr.Warning(message)
-            return None, f"⚠️ {message}", render.message_html(message), gr.skip()
+        except ChatImportError as err:  # said once, in the status line; the chat view is emptied
+            return None, f"⚠️ Could not import this file: {err}", "", gr.skip()
         view = render.chat_html(session.dialogue, session.thumbnails, limit=render.PREVIEW_TURNS)
         queries = session.imported.queries
         query_update = "\n".join(queries[: engine.MAX_QUERIES]) if queries else gr.skip()
@@ -91,6 +103,10 @@ def build_demo(model_path: str | None = None, limits: ImportLimits | None = None
     def clear_example(_path):
         return None
 
+    def clear_results():
+        """A new chat: the previous answers (or error) go."""
+        return "", [], None, None
+
     def search(session, text, methods, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - Gradio's API
         """(result html, gallery, raw json, download file)."""
         if session is None:
@@ -103,7 +119,9 @@ def build_demo(model_path: str | None = None, limits: ImportLimits | None = None
             return render.message_html(str(err)), [], None, None
         document = engine.run_search(retriever, session, queries, keys, progress)
         view = render.results_html(session.dialogue, document, session.thumbnails, labels)
-        gallery = _gallery(session, document)
+        items = _gallery(session, document)
+        # one picture per column up to 4: a single retrieved photo fills the gallery, not a 1/6 strip
+        gallery = gr.Gallery(items, columns=max(1, min(4, len(items))), height=360 if len(items) <= 2 else 280)
         download = Path(session.workdir) / "f2rvlm-result.json"
         download.write_text(json.dumps(document, ensure_ascii=False, indent=2), encoding="utf-8")
         return view, gallery, document, str(download)
@@ -147,7 +165,7 @@ def build_demo(model_path: str | None = None, limits: ImportLimits | None = None
                                            elem_id="methods")
                 search_button = gr.Button("Search", variant="primary", elem_id="search")
                 result = gr.HTML("", elem_id="result", padding=True)
-                gallery = gr.Gallery(label="Retrieved images", elem_id="gallery", columns=6, height=220,
+                gallery = gr.Gallery(label="Retrieved images", elem_id="gallery", columns=4, height=280,
                                      object_fit="contain", preview=False, allow_preview=True)
                 with gr.Accordion("Raw answers, spans and timings", open=False):
                     raw = gr.JSON(label="Result", elem_id="raw")
@@ -159,13 +177,19 @@ def build_demo(model_path: str | None = None, limits: ImportLimits | None = None
 
         # -- events ----------------------------------------------------------------------------
         loaded = [session, status, chat_view, query]
-        upload.upload(load_chat, [upload, redact, session], loaded, api_name="load_chat")
+        answers = [result, gallery, raw, download]
+        upload.upload(load_chat, [upload, redact, session], loaded, api_name="load_chat").then(
+            clear_results, None, answers, api_visibility="private")
         upload.upload(clear_example, upload, example, api_visibility="private")
-        upload.clear(load_chat, [upload, redact, session], loaded, api_visibility="private")
-        example.input(pick_example, [example, redact, session], [upload, example] + loaded, api_name="load_example")
+        upload.clear(load_chat, [upload, redact, session], loaded, api_visibility="private").then(
+            clear_results, None, answers, api_visibility="private")
+        example.input(pick_example, [example, redact, session], [upload, example] + loaded,
+                      api_name="load_example").then(clear_results, None, answers, api_visibility="private")
         redact.input(toggle_redaction, [redact, session], loaded, api_visibility="private")
-        search_button.click(search, [session, query, methods], [result, gallery, raw, download], api_name="search")
-        query.submit(search, [session, query, methods], [result, gallery, raw, download], api_visibility="private")
+        search_button.click(search, [session, query, methods], answers, api_name="search").then(
+            None, None, None, js=SCROLL_TO_HIT)
+        query.submit(search, [session, query, methods], answers, api_visibility="private").then(
+            None, None, None, js=SCROLL_TO_HIT)
         api_button.click(api_retrieve, [upload, query, api_method], api_output, api_name="retrieve")
     demo.queue(default_concurrency_limit=int(os.environ.get("F2RVLM_CONCURRENCY", "4")), max_size=64)
     demo.f2rvlm_retriever = retriever  # tests compare against the same model

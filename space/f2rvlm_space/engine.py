@@ -43,6 +43,12 @@ STALE_SESSION_SECONDS = 2 * 3600
 SESSION_PREFIX = "f2rvlm-space-"
 MAX_QUERIES = 8
 MAX_QUERY_CHARS = 500
+#: Per request, the generating modes read at most this many turns (env F2RVLM_MAX_GENERATE_TURNS):
+#: a model call holds the model lock, so one long chat must not keep everyone else waiting for
+#: minutes. Tagging and the baselines (one forward pass per window, no decoding) have no such cap
+#: beyond the upload's `max_turns`.
+MAX_GENERATE_TURNS = int(os.environ.get("F2RVLM_MAX_GENERATE_TURNS", "400"))
+GENERATING_MODES = ("generate", "guided")
 
 #: Method key -> label shown in the selector. Model modes need the model; "guided" and
 #: "tagging" need its relevance head; baselines need `f2rvlm.baselines`.
@@ -167,6 +173,20 @@ def _run_model(key: str, dialogue: Dialogue, query: str, mode: str, show_progres
     return model.retrieve(dialogue, query, processor=processor, mode=mode, show_progress=show_progress).to_dict()
 
 
+class WorkLimitError(ValueError):
+    """A request would hold the model longer than the Space allows; the message says what to do."""
+
+
+def check_work_limit(method: str, dialogue: Dialogue, available=()) -> None:
+    """Refuse a generating mode on a chat longer than `MAX_GENERATE_TURNS` with a plain message that
+    names the limit and the alternative."""
+    if method in GENERATING_MODES and len(dialogue) > MAX_GENERATE_TURNS:
+        hint = (" Use the tagging method (it reads the whole chat quickly) or upload a shorter part of the chat."
+                if "tagging" in available else " Upload a shorter part of the chat, or try the BM25 or embeddings method.")
+        raise WorkLimitError(f"This chat has {len(dialogue):,} turns; on this Space the {method} method reads "
+                             f"at most {MAX_GENERATE_TURNS:,} turns per request.{hint}")
+
+
 class Retriever:
     """The F2RVLM model plus whatever baselines are installed, behind one `run` call."""
 
@@ -237,6 +257,7 @@ class Retriever:
     def run(self, method: str, dialogue: Dialogue, query: str, show_progress: bool = False) -> dict:
         """One method on one query: ids, spans, raw text and seconds (model calls are serialised:
         tokenizers are not safe to share between threads, and a CPU gains nothing from overlap)."""
+        check_work_limit(method, dialogue, self.methods)
         start = time.perf_counter()
         if method in MODEL_MODES:
             with _MODEL_LOCK:
@@ -433,9 +454,36 @@ def load_samples() -> list[dict]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def exports_dir() -> Path:
+    import f2rvlm
+
+    return Path(f2rvlm.__file__).resolve().parent / "assets" / "exports"
+
+
+def load_exports() -> list[dict]:
+    """The sample chat exports shipped with the package (`assets/exports/exports.json`, written by
+    scripts/make_sample_exports.py), or []."""
+    path = exports_dir() / "exports.json"
+    if not path.is_file():
+        return []
+    import json
+
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+EXPORT_LABELS = {"whatsapp": "WhatsApp export (.zip with photos)", "telegram": "Telegram Desktop export (.zip)",
+                 "discord": "Discord export (DiscordChatExporter JSON)", "wechat": "WeChat export (CSV + images, .zip)"}
+
+
 def sample_choices() -> list[tuple[str, int]]:
+    """Dropdown entries: the shipped chat exports first (try the real upload path), then the
+    synthetic sample dialogues; values index `load_example`."""
     out = []
-    for index, sample in enumerate(load_samples()):
+    samples, exports = load_samples(), load_exports()
+    for k, entry in enumerate(exports):
+        label = EXPORT_LABELS.get(entry["format"], entry["format"])
+        out.append((f"Sample chat: {label}: {entry['file']}", len(samples) + k))
+    for index, sample in enumerate(samples):
         topics = ", ".join(t.replace("_", " ") for t in sample.get("topics", []))
         turns = len(sample["dialogue"]["utterances"])
         out.append((f"Example {index + 1} ({sample.get('language', '?')}, {turns} turns): {topics}", index))
@@ -443,17 +491,25 @@ def sample_choices() -> list[tuple[str, int]]:
 
 
 def load_example(index: int, redact: bool = False) -> ChatSession:
-    """A session on sample `index`; its queries are offered in the query box."""
-    samples = load_samples()
-    if not 0 <= int(index) < len(samples):
-        raise ChatImportError(f"example {index} does not exist; there are {len(samples)}")
-    sample = samples[int(index)]
+    """A session on sample `index` (a synthetic dialogue, or past them a shipped chat export read
+    by the same import path as an upload); its queries are offered in the query box."""
+    samples, exports = load_samples(), load_exports()
+    index = int(index)
+    if not 0 <= index < len(samples) + len(exports):
+        raise ChatImportError(f"example {index} does not exist; there are {len(samples) + len(exports)}")
+    if index >= len(samples):
+        entry = exports[index - len(samples)]
+        session = import_upload(str(exports_dir() / entry["file"]), SPACE_LIMITS, redact)
+        session.imported.queries[:] = [q["query"] for q in entry.get("queries", []) if q.get("query")]
+        session.source = ("example", index)
+        return session
+    sample = samples[index]
     original = Dialogue.from_dict(sample["dialogue"], base_dir=str(samples_dir()))
     dialogue, changed = redact_dialogue(original) if redact else (original, 0)
     queries = [q["query"] for q in sample.get("queries", []) if q.get("query")]
     imported = ChatImport(original, [], "example", queries)
-    return ChatSession(new_workdir(), f"example {int(index) + 1}", imported, dialogue, changed, redact,
-                       source=("example", int(index)))
+    return ChatSession(new_workdir(), f"example {index + 1}", imported, dialogue, changed, redact,
+                       source=("example", index))
 
 
 def parse_queries(text: str | None) -> list[str]:
@@ -495,6 +551,12 @@ def result_record(session: ChatSession, query: str, out: dict) -> dict:
     }
 
 
+def error_record(query: str, method: str, message: str) -> dict:
+    """A (query, method) that was not run: empty ids and the reason."""
+    return {"query": query, "method": method, "utterance_ids": [], "image_ids": [], "spans": [], "turns": [],
+            "images": [], "raw_answer": "", "num_windows": 0, "seconds": 0.0, "error": message}
+
+
 def run_search(retriever: Retriever, session: ChatSession, queries: list[str], methods: list[str],
                progress=None) -> dict:
     """Every query with every method; `progress(fraction, desc)` is called between runs."""
@@ -504,6 +566,10 @@ def run_search(retriever: Retriever, session: ChatSession, queries: list[str], m
         for m, method in enumerate(methods):
             if progress is not None:
                 progress((q * len(methods) + m) / total, desc=f"query {q + 1}/{len(queries)} · {METHOD_LABELS[method]}")
-            out = retriever.run(method, session.dialogue, query, show_progress=progress is not None)
+            try:
+                out = retriever.run(method, session.dialogue, query, show_progress=progress is not None)
+            except WorkLimitError as err:  # this method is refused; the others still answer
+                results.append(error_record(query, method, str(err)))
+                continue
             results.append(result_record(session, query, out))
     return {"chat": session.summary(), "model": retriever.model_path, "results": results}

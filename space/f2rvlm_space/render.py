@@ -13,10 +13,12 @@ import io
 from f2rvlm.core.dialogue import Dialogue, DialogueError
 
 THUMB_PX = 96
+#: Retrieved pictures are drawn from a larger copy, shown up to this many CSS pixels wide.
+HIT_PX = 240
 #: Pictures shown inline per view; beyond this a picture is named, not drawn (page weight).
 MAX_THUMBS = 200
-#: Chats up to this many turns are shown whole in a result; longer ones around the hits only.
-FULL_VIEW_TURNS = 60
+#: A result shows the hits with this many turns either side, the rest as "… N turns …" (the hits
+#: are in view without scrolling; the whole chat stays in the chat view on the left).
 CONTEXT_TURNS = 2
 #: Turns in the upload preview; the rest are summarised.
 PREVIEW_TURNS = 400
@@ -31,28 +33,37 @@ CSS = """
 .f2-imgs figure { margin: 0; text-align: center; font-size: 11px; color: #868e96; }
 .f2-imgs figure.hit img { outline: 3px solid #f08c00; }
 .f2-imgs img { width: 96px; height: 96px; object-fit: cover; border-radius: 4px; }
+.f2-imgs figure.hit img { width: auto; height: auto; max-width: min(240px, 100%); max-height: 240px; object-fit: contain; }
+.f2-query { margin-bottom: 14px; }
+.f2-query > h4 { margin: 0 0 6px 0; }
+.f2-compare { display: grid; gap: 8px; align-items: start; }
+.f2-compare .f2-chat { max-height: 380px; font-size: 13px; }
+.f2-compare .f2-imgs { margin-left: 0; }
 .f2-gap { color: #868e96; font-style: italic; padding: 2px 8px; }
-.f2-answer { border: 1px solid #dee2e6; border-radius: 8px; padding: 8px; margin-bottom: 12px; }
-.f2-answer h4 { margin: 0 0 4px 0; }
+.f2-answer { border: 1px solid #dee2e6; border-radius: 8px; padding: 8px; min-width: 0; }
+.f2-answer h5 { margin: 0 0 4px 0; font-size: 14px; }
 .f2-meta { color: #495057; font-size: 13px; margin-bottom: 6px; }
 .f2-note { color: #c92a2a; }
+.f2-meta code { font-size: 11px; word-break: break-all; }
 """
 
 
-def thumbnail(dialogue: Dialogue, image_id: int, cache: dict) -> str | None:
-    """A small JPEG data URI of one image (cached per session), None when it cannot be drawn."""
-    if image_id in cache:
-        return cache[image_id]
+def thumbnail(dialogue: Dialogue, image_id: int, cache: dict, px: int = THUMB_PX) -> str | None:
+    """A JPEG data URI of one image at up to twice `px` (sharp on high-density screens; cached per
+    session), None when it cannot be drawn."""
+    key = image_id if px == THUMB_PX else (image_id, px)
+    if key in cache:
+        return cache[key]
     uri = None
     try:
         image = dialogue.images[image_id].load()
-        image.thumbnail((THUMB_PX * 2, THUMB_PX * 2))
+        image.thumbnail((px * 2, px * 2))
         buffer = io.BytesIO()
         image.convert("RGB").save(buffer, format="JPEG", quality=80)
         uri = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
     except (DialogueError, OSError, ValueError):  # a picture failing late is named, never breaks the view
         uri = None
-    cache[image_id] = uri
+    cache[key] = uri
     return uri
 
 
@@ -72,7 +83,7 @@ def _turn_html(dialogue: Dialogue, index: int, image_start: int, hit_turns: set,
             image_hit = " hit" if image_id in hit_images else ""
             uri = None
             if budget[0] > 0:
-                uri = thumbnail(dialogue, image_id, cache)
+                uri = thumbnail(dialogue, image_id, cache, HIT_PX if image_hit else THUMB_PX)
                 budget[0] -= 1
             img = f'<img src="{uri}" alt="image {image_id}">' if uri else ""
             parts.append(f'<figure class="f2-img{image_hit}" data-image-id="{image_id}">{img}'
@@ -83,15 +94,16 @@ def _turn_html(dialogue: Dialogue, index: int, image_start: int, hit_turns: set,
 
 
 def chat_html(dialogue: Dialogue, cache: dict, hit_turns=(), hit_images=(), limit: int | None = None,
-              context: int | None = None) -> str:
+              context: int | None = None, around=None) -> str:
     """The conversation: every turn (up to `limit`), or, with `context`, only turns within
-    `context` of a hit, gaps shown as "… N turns …"."""
+    `context` of a hit (or of the turn ids in `around`), gaps shown as "… N turns …"."""
     hit_turns, hit_images = set(hit_turns), set(hit_images)
     n = len(dialogue)
     if context is None:
         shown = set(range(min(n, limit or n)))
     else:
-        shown = {j for i in hit_turns for j in range(i - context, i + context + 1) if 0 <= j < n}
+        centres = {i - dialogue.id_offset for i in (around if around is not None else hit_turns)}
+        shown = {j for i in centres for j in range(i - context, i + context + 1) if 0 <= j < n}
     image_starts, next_image = [], 0
     for utterance in dialogue.utterances:
         image_starts.append(next_image)
@@ -125,24 +137,42 @@ def import_report_md(summary: dict) -> str:
     return "  \n".join(lines)
 
 
+def _spans_text(spans) -> str:
+    return ", ".join(f"{a}–{b}" if a != b else f"{a}" for a, b in spans) or "none"
+
+
+def _answer_html(dialogue: Dialogue, record: dict, cache: dict, labels: dict) -> str:
+    label = labels.get(record["method"], record["method"])
+    head = (f'<div class="f2-answer" data-method="{html.escape(record["method"])}" '
+            f'data-query="{html.escape(record["query"])}"><h5>{html.escape(label)}</h5>')
+    if record.get("error"):
+        return head + f'<div class="f2-note f2-error">{html.escape(record["error"])}</div></div>'
+    meta = (f'{record["seconds"]:.2f} s · turns: {_spans_text(record["spans"])} · '
+            f'images: {", ".join(map(str, record["image_ids"])) or "none"}'
+            + (f' · {record["num_windows"]} windows' if record["num_windows"] > 1 else ""))
+    if record["utterance_ids"] or record["image_ids"]:
+        hit_turns = set(record["utterance_ids"]) | {t["turn"] for t in record.get("images", [])}
+        body = chat_html(dialogue, cache, record["utterance_ids"], record["image_ids"],
+                         context=CONTEXT_TURNS, around=hit_turns)
+    else:
+        body = '<div class="f2-gap">Nothing in the chat matches this query.</div>'
+    return (head + f'<div class="f2-meta">{html.escape(meta)}<br><code>{html.escape(record["raw_answer"])}</code>'
+            f"</div>{body}</div>")
+
+
 def results_html(dialogue: Dialogue, document: dict, cache: dict, labels: dict) -> str:
-    """One block per (query, method): meta line, spans, the conversation with the hits highlighted."""
-    out = []
-    full = len(dialogue) <= FULL_VIEW_TURNS
+    """Per query, the methods side by side (one column each): meta line, raw answer, and the hits
+    highlighted with `CONTEXT_TURNS` turns around them (gaps summarised)."""
+    by_query: dict[str, list[dict]] = {}
     for record in document["results"]:
-        spans = ", ".join(f"{a}–{b}" if a != b else f"{a}" for a, b in record["spans"]) or "none"
-        meta = (f'{labels.get(record["method"], record["method"])} · {record["seconds"]:.2f} s · '
-                f'turns: {spans} · images: {", ".join(map(str, record["image_ids"])) or "none"}'
-                + (f' · {record["num_windows"]} windows' if record["num_windows"] > 1 else ""))
-        if record["utterance_ids"] or full:
-            body = chat_html(dialogue, cache, record["utterance_ids"], record["image_ids"],
-                             context=None if full else CONTEXT_TURNS)
-        else:
-            body = '<div class="f2-gap">Nothing in the chat matches this query.</div>'
-        out.append(f'<div class="f2-answer" data-method="{html.escape(record["method"])}" '
-                   f'data-query="{html.escape(record["query"])}"><h4>{html.escape(record["query"])}</h4>'
-                   f'<div class="f2-meta">{html.escape(meta)}<br><code>{html.escape(record["raw_answer"])}</code>'
-                   f'</div>{body}</div>')
+        by_query.setdefault(record["query"], []).append(record)
+    out = []
+    for query, records in by_query.items():
+        columns = f"repeat({len(records)}, minmax(0, 1fr))"
+        out.append(f'<section class="f2-query"><h4>{html.escape(query)}</h4>'
+                   f'<div class="f2-compare" style="grid-template-columns: {columns}">')
+        out.extend(_answer_html(dialogue, record, cache, labels) for record in records)
+        out.append("</div></section>")
     return "".join(out)
 
 
