@@ -157,3 +157,17 @@ def test_merge_without_reranker_counts_whole_fragments():
     hits = index.search("engine oil", top_k=6).fragments
     merged = merge_hits(hits)
     assert sum(len(d.utterance_ids) for d in merged) == 24
+
+
+def test_rerank_with_a_real_f2rvlm_model(tiny_model_and_processor):
+    """The tiny F2RVLM model's retrieve_batch as the reranker: every pick is a global id inside
+    its own recalled fragment (the model sees the fragment numbered from 0)."""
+    model, processor = tiny_model_and_processor
+    index = _index()
+    result = index.search("engine oil garage", top_k=3, reranker=model, processor=processor, mode="tagging")
+    assert result.reranked and len(result.fragments) == 3
+    for hit in result.fragments:
+        assert set(hit.utterance_ids) <= set(hit.fragment.utterance_ids)
+        assert set(hit.image_ids) <= set(hit.fragment.image_ids)
+    direct = model.retrieve(result.fragments[0].fragment.dialogue(), "engine oil garage", processor=processor, mode="tagging")
+    assert result.fragments[0].utterance_ids == [result.fragments[0].fragment.utterance_ids[i] for i in direct.utterance_ids]
