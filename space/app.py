@@ -53,6 +53,17 @@ SCROLL_TO_HIT = """() => {
 }"""
 
 
+SUPPORTED = ("This Space reads WhatsApp exports (.txt, or .zip with media), Telegram Desktop exports "
+             "(result.json or its .zip), DiscordChatExporter JSON, WeChat CSV/TXT exports and F2RVLM dialogue JSON.")
+
+
+def _plain(message: str) -> str:
+    """The reader's message for people: the list of internal format names becomes what to upload."""
+    if "not a supported chat export" in message and "Supported:" in message:
+        return message.split("Supported:")[0].rstrip() + " " + SUPPORTED
+    return message
+
+
 def _close(session) -> None:
     if session is not None:
         session.close()
@@ -73,7 +84,7 @@ def build_demo(model_path: str | None = None, limits: ImportLimits | None = None
         try:
             session = make()
         except ChatImportError as err:  # said once, in the status line; the chat view is emptied
-            return None, f"⚠️ Could not import this file: {err}", "", gr.skip()
+            return None, f"⚠️ Could not import this file: {_plain(str(err))}", "", gr.skip()
         view = render.chat_html(session.dialogue, session.thumbnails, limit=render.PREVIEW_TURNS)
         queries = session.imported.queries
         query_update = "\n".join(queries[: engine.MAX_QUERIES]) if queries else gr.skip()
@@ -105,23 +116,24 @@ def build_demo(model_path: str | None = None, limits: ImportLimits | None = None
 
     def clear_results():
         """A new chat: the previous answers (or error) go."""
-        return "", [], None, None
+        return "", gr.Gallery(None, visible=False), None, None
 
     def search(session, text, methods, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - Gradio's API
         """(result html, gallery, raw json, download file)."""
         if session is None:
             message = "Upload a chat (or pick an example) first."
-            return render.message_html(message), [], None, None
+            return render.message_html(message), gr.Gallery(None, visible=False), None, None
         try:
             queries = engine.parse_queries(text)
             keys = retriever.normalise_methods(methods)
         except ValueError as err:
-            return render.message_html(str(err)), [], None, None
+            return render.message_html(str(err)), gr.Gallery(None, visible=False), None, None
         document = engine.run_search(retriever, session, queries, keys, progress)
         view = render.results_html(session.dialogue, document, session.thumbnails, labels)
         items = _gallery(session, document)
         # one picture per column up to 4: a single retrieved photo fills the gallery, not a 1/6 strip
-        gallery = gr.Gallery(items, columns=max(1, min(4, len(items))), height=360 if len(items) <= 2 else 280)
+        gallery = gr.Gallery(items, columns=max(1, min(4, len(items))), height=360 if len(items) <= 2 else 280,
+                             object_fit="scale-down", visible=bool(items))  # never cropped, never blown up into a smear
         download = Path(session.workdir) / "f2rvlm-result.json"
         download.write_text(json.dumps(document, ensure_ascii=False, indent=2), encoding="utf-8")
         return view, gallery, document, str(download)
@@ -166,7 +178,7 @@ def build_demo(model_path: str | None = None, limits: ImportLimits | None = None
                 search_button = gr.Button("Search", variant="primary", elem_id="search")
                 result = gr.HTML("", elem_id="result", padding=True)
                 gallery = gr.Gallery(label="Retrieved images", elem_id="gallery", columns=4, height=280,
-                                     object_fit="contain", preview=False, allow_preview=True)
+                                     object_fit="scale-down", preview=False, allow_preview=True, visible=False)
                 with gr.Accordion("Raw answers, spans and timings", open=False):
                     raw = gr.JSON(label="Result", elem_id="raw")
                 download = gr.File(label="Download the result (JSON)", elem_id="download", interactive=False)

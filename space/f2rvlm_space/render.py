@@ -20,6 +20,8 @@ MAX_THUMBS = 200
 #: A result shows the hits with this many turns either side, the rest as "… N turns …" (the hits
 #: are in view without scrolling; the whole chat stays in the chat view on the left).
 CONTEXT_TURNS = 2
+#: Characters of the raw answer shown per column (the whole answer is in the JSON).
+RAW_CHARS = 200
 #: Turns in the upload preview; the rest are summarised.
 PREVIEW_TURNS = 400
 
@@ -156,7 +158,8 @@ def _answer_html(dialogue: Dialogue, record: dict, cache: dict, labels: dict) ->
                          context=CONTEXT_TURNS, around=hit_turns)
     else:
         body = '<div class="f2-gap">Nothing in the chat matches this query.</div>'
-    return (head + f'<div class="f2-meta">{html.escape(meta)}<br><code>{html.escape(record["raw_answer"])}</code>'
+    raw = record["raw_answer"] if len(record["raw_answer"]) <= RAW_CHARS else record["raw_answer"][:RAW_CHARS] + " …"
+    return (head + f'<div class="f2-meta">{html.escape(meta)}<br><code>{html.escape(raw)}</code>'
             f"</div>{body}</div>")
 
 
