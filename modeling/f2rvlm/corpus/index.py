@@ -96,6 +96,8 @@ class FragmentHit:
     fragment: Fragment
     utterance_ids: list[int] | None = None
     image_ids: list[int] | None = None
+    #: The reranker's own scores for this fragment (local ids), when it gives any.
+    rerank_scores: dict | None = None
 
     @property
     def dialogue_id(self) -> str:
@@ -368,6 +370,7 @@ class FragmentIndex:
                 frag = hit.fragment
                 hit.utterance_ids = [frag.utterance_ids[i] for i in result.utterance_ids if 0 <= i < len(frag.utterance_ids)]
                 hit.image_ids = [frag.image_ids[i] for i in result.image_ids if 0 <= i < len(frag.image_ids)]
+                hit.rerank_scores = getattr(result, "scores", None)
         t2 = time.perf_counter()
         return SearchResult(query, hits, merge_hits(hits), reranker is not None,
                             {"recall_s": t1 - t0, "rerank_s": t2 - t1})
