@@ -41,13 +41,7 @@ from results import markdown_table, update_section
 def _threads(n: int) -> None:
     import torch
 
-    torch.set_num_threads(n)
-    try:
-        import faiss
-
-        faiss.omp_set_num_threads(n)
-    except ImportError:
-        pass
+    torch.set_num_threads(n)  # FAISS keeps its own default (FaissBackend: 1 thread per query)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -311,6 +305,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seg-dialogues", type=int, default=40)
     parser.add_argument("--sizes", default="12,50,100", help="synthetic corpus sizes (dialogues)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", default="latency,segmentation,recall,locomo")
     parser.add_argument("--update", action="store_true", help="write the `corpus` section of RESULTS.md")
     args = parser.parse_args(argv)
     _threads(args.threads)
@@ -320,7 +315,7 @@ def main(argv=None) -> int:
     embedder = CachedEmbedder(MiniLMCaptionEmbedder())
     embedder.spec = "minilm"
     parts = []
-    for step in ("latency", "segmentation", "recall", "locomo"):
+    for step in args.steps.split(","):
         t = time.perf_counter()
         if step == "latency":
             text, _ = bench_latency(embedder)

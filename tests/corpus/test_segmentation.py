@@ -77,10 +77,10 @@ def test_grammar_accepts_exactly_the_valid_answers():
                 "[[1,0,2,3,4,5,6,7,8,9,10,11]]", "[[0,1,2,3,4,5,6,7,8,9,10,11,12]]", "[[0, 1]]"):
         assert not g.accepts(bad), bad
     assert SegmentationGrammar(3, spaces=True).accepts("[[0, 1], [2]]")
-    # walking by allowed() always ends in an accepted answer: greedy = one group
-    state, text = g.initial(), ""
-    while not g.is_final(state):
-        char = min(g.allowed(state))  # ',' before ']'
+    # walking by allowed_chars() always ends in an accepted answer: greedy = one group
+    state, text = g.initial, ""
+    while not g.is_complete(state):
+        char = min(g.allowed_chars(state))  # ',' before ']'
         text += char
         state = g.step(state, char)
     assert text == "[[" + ",".join(map(str, range(12))) + "]]" and g.accepts(text)
@@ -130,3 +130,25 @@ def test_metrics_on_known_cases():
     assert boundary_scores([[0, 1], [2, 3, 4, 5]], ref, 6) == (0, 1, 1)
     assert boundary_scores([[0, 1], [2, 3, 4, 5]], ref, 6, tolerance=1) == (1, 1, 1)
     assert pk(ref, ref, 6) == 0.0 and window_diff([[0, 1, 2, 3, 4, 5]], ref, 6) > 0
+
+
+def test_llm_segmenter_constrained_decoding_with_a_tiny_model(tiny_model_and_processor):
+    """The released prompt through the chat template, greedy decoding under the grammar (via
+    the retrieval answer constraint): the tiny random model's answer always covers every turn."""
+    from f2rvlm.corpus.segmentation import LLMSegmenter
+
+    model, processor = tiny_model_and_processor
+    d = _topic_dialogue()
+    d.utterances[2].images = [DialogueImage(png_bytes_small(), "a cat")]
+    segmenter = LLMSegmenter(model, processor)
+    groups = segmenter(d)
+    assert check_segmentation(groups, len(d)).ok
+    assert SegmentationGrammar(len(d)).accepts(segmenter.last_answer), segmenter.last_answer
+    unconstrained = LLMSegmenter(model, processor, constrained=False, fallback=FixedSegmenter(5))
+    assert check_segmentation(unconstrained(d), len(d)).ok  # whatever it wrote, repaired or fallen back
+
+
+def png_bytes_small():
+    from helpers import png_bytes
+
+    return png_bytes(size=(28, 28))

@@ -175,13 +175,12 @@ def repair_segmentation(groups: Sequence[Sequence[int]] | None, num_utterances: 
 
 class SegmentationGrammar:
     """Character automaton over the answers `[[0,1,...],[k,...],...]` that cover ids 0..n-1 once
-    in order (no spaces, the release's `json.dumps` writes `[[0, 1], [2]]`: `spaces=True` admits
-    exactly one space after each comma, as json.dumps does).
+    in order (no spaces; `spaces=True` admits exactly one space after each comma, as the release's
+    `json.dumps` writes them).
 
-    State: (phase, next_id, digits_typed). `allowed(state)` gives the characters that may come
-    next, `step(state, char)` the next state (None = rejected), `accepts(text)` the whole check;
-    a token-level logits processor can walk it as `generation_f2rvlm.AnswerConstraint` walks the
-    answer grammar.
+    It has the interface of `core.protocol.AnswerGrammar` (`initial`, `step`, `advance`,
+    `is_complete`, `accepts`, a hashable `allowed` key), so `generation_f2rvlm.AnswerConstraint`
+    masks a model's logits with it unchanged (`LLMSegmenter`). State: (phase, next_id, digits typed).
     """
 
     def __init__(self, num_utterances: int, spaces: bool = False):
@@ -189,21 +188,23 @@ class SegmentationGrammar:
             raise ValueError("a segmentation needs at least one utterance")
         self.n = num_utterances
         self.spaces = spaces
+        self.initial = ("start", 0, 0)
+        #: Cache key of AnswerConstraint (grammars with equal keys admit the same answers).
+        self.allowed = ("segmentation", num_utterances, spaces)
 
     # phases: "start" (expect '['), "group" (expect '[' of a group), "id" (inside the digits of
     # next_id, typed = how many digits so far), "after_id" (expect ',' or ']'), "after_group"
     # (expect ',' or final ']'), "sep_id"/"sep_group" (a space after a comma), "done".
-    def initial(self):
-        return ("start", 0, 0)
-
     def step(self, state, char: str):
+        if state is None:
+            return None
         phase, nxt, typed = state
-        digits = str(nxt)
         if phase == "start":
             return ("group", nxt, 0) if char == "[" else None
         if phase == "group":
             return ("id", nxt, 0) if char == "[" else None
         if phase == "id":
+            digits = str(nxt)
             if typed < len(digits) and char == digits[typed]:
                 typed += 1
                 return ("after_id", nxt + 1, 0) if typed == len(digits) else ("id", nxt, typed)
@@ -228,33 +229,82 @@ class SegmentationGrammar:
             return ("group", nxt, 0) if char == " " else None
         return None
 
-    def allowed(self, state) -> set[str]:
-        phase, nxt, typed = state
-        if phase in ("start", "group"):
-            return {"["}
-        if phase == "id":
-            return {str(nxt)[typed]}
-        if phase == "after_id":
-            return {"]"} if nxt >= self.n else {",", "]"}
-        if phase == "after_group":
-            return {"]"} if nxt >= self.n else {","}
-        if phase in ("sep_id", "sep_group"):
-            return {" "}
-        return set()
+    def allowed_chars(self, state) -> set[str]:
+        """The characters that may come next."""
+        return {c for c in "[], 0123456789" if self.step(state, c) is not None}
 
-    def is_final(self, state) -> bool:
-        return state is not None and state[0] == "done"
-
-    def walk(self, text: str):
-        state = self.initial()
+    def advance(self, state, text: str):
         for char in text:
             state = self.step(state, char)
             if state is None:
                 return None
         return state
 
+    def is_complete(self, state) -> bool:
+        return state is not None and state[0] == "done"
+
     def accepts(self, text: str) -> bool:
-        return self.is_final(self.walk(text.strip()))
+        return self.is_complete(self.advance(self.initial, text.strip()))
+
+
+def max_segmentation_length(num_utterances: int) -> int:
+    """Characters of the longest valid answer (every utterance its own group)."""
+    return sum(len(str(i)) + 3 for i in range(num_utterances)) + 2
+
+
+class LLMSegmenter:
+    """The released segmentation task run by a chat VLM (a segmentation-tuned checkpoint, or any
+    Qwen-VL F2RVLM folder): the released prompt, greedy decoding under `SegmentationGrammar`
+    (`constrained=True`, the default: the answer always covers every turn once in order), else the
+    answer is checked and repaired, falling back to `fallback` (e.g. an `EmbeddingSegmenter`).
+    Dialogues longer than `max_turns` go to `fallback` directly."""
+
+    def __init__(self, model, processor, constrained: bool = True, fallback=None, max_turns: int = 400):
+        self.model, self.processor = model, processor
+        self.constrained = constrained
+        self.fallback = fallback
+        self.max_turns = max_turns
+        self.last_answer: str | None = None
+
+    def _inputs(self, dialogue: Dialogue):
+        messages = segmentation_messages(dialogue)
+        content = []
+        for i, chunk in enumerate(messages[1]["content"].split(IMAGE_PLACEHOLDER)):
+            if i:
+                content.append({"type": "image"})
+            if chunk:
+                content.append({"type": "text", "text": chunk})
+        chat = [{"role": "system", "content": [{"type": "text", "text": messages[0]["content"]}]},
+                {"role": "user", "content": content}]
+        text = self.processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+        images = [image.load() for image in dialogue.images]
+        return self.processor(text=[text], images=images or None, return_tensors="pt")
+
+    def __call__(self, dialogue: Dialogue, vectors=None) -> list[list[int]]:
+        import torch
+        from transformers import LogitsProcessorList
+
+        from ..models.generation_f2rvlm import AnswerConstraint
+
+        n = len(dialogue)
+        fallback = self.fallback(dialogue, vectors) if self.fallback is not None else None
+        if n == 0:
+            return []
+        if n > self.max_turns:
+            return fallback if fallback is not None else groups_from_starts([], n)
+        inputs = self._inputs(dialogue).to(self.model.device)
+        prompt_length = inputs["input_ids"].shape[1]
+        tokenizer = self.processor.tokenizer
+        processors = LogitsProcessorList()
+        if self.constrained:
+            processors.append(AnswerConstraint(tokenizer, [SegmentationGrammar(n)], prompt_length))
+        with torch.no_grad():
+            out = self.model.generate(**inputs, max_new_tokens=max_segmentation_length(n) + 1, do_sample=False,
+                                      num_beams=1, logits_processor=processors, pad_token_id=tokenizer.pad_token_id,
+                                      temperature=None, top_p=None, top_k=None)
+        self.last_answer = tokenizer.decode(out[0, prompt_length:], skip_special_tokens=True).strip()
+        groups, _ = repair_segmentation(parse_segmentation(self.last_answer), n, fallback)
+        return groups
 
 
 # ----------------------------------------------------------------------------------------------
