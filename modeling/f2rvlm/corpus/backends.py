@@ -1,5 +1,7 @@
-"""Vector engines behind a `FragmentIndex`: one small interface, an embedded default (FAISS), a
-numpy brute-force engine (no extra package; the latency baseline) and a Qdrant client engine.
+"""Vector engines behind a `FragmentIndex`: one small interface (`VectorBackend`: add, search,
+len, save, load), an embedded default (FAISS) and a numpy brute-force engine (no extra package;
+the latency baseline). A server-backed engine (Qdrant, Milvus, ...) implements the same five
+methods; none ships yet.
 
 All engines store L2-normalised float32 rows addressed by their position (row k of the
 fragment table) and rank by inner product (= cosine).
@@ -111,48 +113,6 @@ class FaissBackend:
 
         path = os.path.join(folder, cls.FILE)
         return cls(dim, faiss.read_index(path)) if os.path.exists(path) else cls(dim)
-
-
-class QdrantBackend:
-    """A Qdrant collection through `qdrant-client` (`location=":memory:"` or a `path` runs it in
-    process; `url=` talks to a server). Point ids are row positions. `save` writes nothing: the
-    server (or the local path) holds the vectors; the fragment table stays in the index folder."""
-
-    name = "qdrant"
-
-    def __init__(self, dim: int, collection: str = "f2rvlm_fragments", **client_kwargs):
-        from qdrant_client import QdrantClient, models
-
-        self.dim = dim
-        self.collection = collection
-        self._models = models
-        self.client = QdrantClient(**(client_kwargs or {"location": ":memory:"}))
-        if not self.client.collection_exists(collection):
-            self.client.create_collection(collection, vectors_config=models.VectorParams(size=dim, distance=models.Distance.DOT))
-        self._count = self.client.count(collection).count
-
-    def add(self, vectors):
-        vectors = np.asarray(vectors, np.float32).reshape(-1, self.dim)
-        points = [self._models.PointStruct(id=self._count + k, vector=v.tolist()) for k, v in enumerate(vectors)]
-        if points:
-            self.client.upsert(self.collection, points=points)
-        self._count += len(points)
-
-    def search(self, queries, k):
-        queries = np.asarray(queries, np.float32).reshape(-1, self.dim)
-        scores = np.full((len(queries), min(k, self._count)), -np.inf, np.float32)
-        ids = np.full(scores.shape, -1, np.int64)
-        for row, q in enumerate(queries):
-            hits = self.client.query_points(self.collection, query=q.tolist(), limit=k).points
-            for col, hit in enumerate(hits[: scores.shape[1]]):
-                scores[row, col], ids[row, col] = hit.score, int(hit.id)
-        return scores, ids
-
-    def __len__(self):
-        return self._count
-
-    def save(self, folder):
-        pass
 
 
 BACKENDS = {"faiss": FaissBackend, "numpy": NumpyBackend}
