@@ -171,3 +171,15 @@ def test_rerank_with_a_real_f2rvlm_model(tiny_model_and_processor):
         assert set(hit.image_ids) <= set(hit.fragment.image_ids)
     direct = model.retrieve(result.fragments[0].fragment.dialogue(), "engine oil garage", processor=processor, mode="tagging")
     assert result.fragments[0].utterance_ids == [result.fragments[0].fragment.utterance_ids[i] for i in direct.utterance_ids]
+
+
+def test_embedding_picker_as_reranker():
+    from f2rvlm.corpus.rerank import CachedEmbedder, EmbeddingPicker
+
+    embedder = CachedEmbedder(HashingEmbedder())
+    index = FragmentIndex.build(_corpus(), embedder=embedder, segmenter=FixedSegmenter(4))
+    result = index.search("a photo of the cat", top_k=2, reranker=EmbeddingPicker(embedder))
+    top = result.fragments[0]
+    assert top.dialogue_id == "d0" and top.utterance_ids == [2] and top.image_ids == [0]  # turn 2 carries the photo
+    assert set(top.rerank_scores["utterances"]) == {0, 1, 2, 3}
+    assert result.dialogues[0].utterance_ids == [2]
