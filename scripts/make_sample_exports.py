@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "modeling"))
 
-from f2rvlm.data.synthetic import SyntheticConfig, generate_dialogue  # noqa: E402
+from f2rvlm.data.synthetic import SyntheticConfig, generate_dialogue
 
 DEFAULT_OUT = ROOT / "modeling" / "f2rvlm" / "assets" / "exports"
 NAMES = {"user1": "Sam", "user2": "Alex"}
@@ -94,7 +94,7 @@ def write_telegram(turns, out: Path) -> str:
     messages, media, k = [], {}, 0
     for i, (when, name, text, images) in enumerate(turns):
         message = {"id": i + 1, "type": "message", "date": when.strftime("%Y-%m-%dT%H:%M:%S"),
-                   "date_unixtime": str(int(when.replace(tzinfo=dt.timezone.utc).timestamp())),
+                   "date_unixtime": str(int(when.replace(tzinfo=dt.UTC).timestamp())),
                    "from": name, "from_id": f"user{1 + (name == 'Alex')}",
                    "text": text, "text_entities": [{"type": "plain", "text": text}] if text else []}
         for data in images[:1]:  # Telegram: one photo per message
@@ -133,24 +133,27 @@ def write_discord(turns, out: Path) -> str:
     return name
 
 
+def _wechat_row(row: int, kind: int, content: str, when: dt.datetime, name: str) -> list:
+    stamp = int(when.replace(tzinfo=dt.UTC).timestamp())
+    return [row, 1, kind, 0, int(name == "Sam"), stamp, 2, content, when.strftime("%Y-%m-%d %H:%M:%S"), "", name, name]
+
+
 def write_wechat(turns, out: Path) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow("localId,TalkerId,Type,SubType,IsSender,CreateTime,Status,StrContent,StrTime,Remark,NickName,Sender".split(","))
+    writer.writerow(["localId", "TalkerId", "Type", "SubType", "IsSender", "CreateTime", "Status", "StrContent",
+                     "StrTime", "Remark", "NickName", "Sender"])
     media, row, k = {}, 0, 0
     for when, name, text, images in turns:
-        sender = int(name == "Sam")
-        common = lambda kind, content: [row, 1, kind, 0, sender, int(when.replace(tzinfo=dt.timezone.utc).timestamp()),  # noqa: E731
-                                        2, content, when.strftime("%Y-%m-%d %H:%M:%S"), "", name, name]
         for data in images:
             k += 1
             file = f"image_{k:03d}.jpg"
             media[f"images/{file}"] = data
             row += 1
-            writer.writerow(common(3, file))
+            writer.writerow(_wechat_row(row, 3, file, when, name))
         if text:
             row += 1
-            writer.writerow(common(1, text))
+            writer.writerow(_wechat_row(row, 1, text, when, name))
     name = "wechat-memotrace.zip"
     _zip(out / name, {"messages.csv": ("\ufeff" + buffer.getvalue()).encode("utf-8"), **media})
     return name

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from f2rvlm.formats import import_chat
 
 ROOT = Path(__file__).resolve().parents[2]

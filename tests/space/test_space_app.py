@@ -196,7 +196,7 @@ def test_repeated_crashing_upload_through_the_app_leaves_no_folder(space, monkey
 def test_generating_modes_are_capped_per_request(space, monkeypatch):
     """A long chat: generate/guided are refused with a message naming the limit and tagging; the
     other methods of the same search still answer; /retrieve raises the same message."""
-    demo, client, root = space
+    _, client, root = space
     monkeypatch.setattr(engine, "MAX_GENERATE_TURNS", 50)
     path = fixtures.write_long_chat(root / "long.txt", turns=120)
     client.predict(gradio_client.handle_file(str(path)), False, api_name="/load_chat")
@@ -212,11 +212,11 @@ def test_generating_modes_are_capped_per_request(space, monkeypatch):
 
 def test_shipped_exports_are_examples(space):
     """Every shipped sample export is in the examples list and loads through the upload path with
-    its queries; the tagging answer equals the model's on the same file."""
-    demo, client, _ = space
+    its queries."""
+    _, client, _ = space
     exports = engine.load_exports()
     assert {e["format"] for e in exports} == {"whatsapp", "telegram", "discord", "wechat"}
-    choices = dict((v, k) for k, v in engine.sample_choices())
+    choices = {v: k for k, v in engine.sample_choices()}
     offset = len(engine.load_samples())
     for k, entry in enumerate(exports):
         assert entry["file"] in choices[offset + k]

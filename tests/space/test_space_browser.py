@@ -93,7 +93,7 @@ def test_space_states_in_a_browser(tmp_path):
     long_chat = fixtures.write_long_chat(tmp_path / "long-chat.txt", turns=engine.MAX_GENERATE_TURNS + 100)
     exports = engine.load_exports()
     whatsapp = next(k for k, e in enumerate(exports) if e["format"] == "whatsapp")
-    label = dict((v, k) for k, v in engine.sample_choices())[len(engine.load_samples()) + whatsapp]
+    label = {v: k for k, v in engine.sample_choices()}[len(engine.load_samples()) + whatsapp]
     shots, keep = [], ROOT / "outputs" / "screenshots"
     keep.mkdir(parents=True, exist_ok=True)
 
