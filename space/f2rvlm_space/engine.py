@@ -164,7 +164,34 @@ _gpu = _gpu_decorator()
 #: Loaded models by key; the GPU-decorated function looks the model up here instead of receiving
 #: it as an argument (ZeroGPU pickles arguments into its worker).
 _MODELS: dict[str, tuple] = {}
-_MODEL_LOCK = threading.Lock()
+
+
+class FairLock:
+    """A first-come, first-served lock: a search of many queries releases it between model calls,
+    and a waiting user's call goes next instead of the same search re-taking it (a plain
+    `threading.Lock` lets the releasing thread win again)."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._next_ticket = 0
+        self._serving = 0
+
+    def __enter__(self):
+        with self._cond:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            while ticket != self._serving:
+                self._cond.wait()
+        return self
+
+    def __exit__(self, *exc):
+        with self._cond:
+            self._serving += 1
+            self._cond.notify_all()
+        return False
+
+
+_MODEL_LOCK = FairLock()
 
 
 @_gpu

@@ -223,3 +223,43 @@ def test_shipped_exports_are_examples(space):
         _, _, status, chat, query = client.predict(offset + k, False, api_name="/load_example")
         assert entry["format"] in status and "24 turns" in status and chat.count("data-turn-id=") == 24
         assert query.splitlines() == [q["query"] for q in entry["queries"]]
+
+
+def test_other_users_are_served_while_the_model_is_busy(space, monkeypatch):
+    """User A searches 3 queries with a slow model call (0.8 s each); user B's baseline answers
+    without waiting for the model, and B's one model call gets the model before A's search ends
+    (the model lock is first-come, first-served, released between A's calls)."""
+    import threading
+    import time
+
+    demo, _, root = space
+    real = engine._run_model
+
+    def slow(*args, **kwargs):
+        time.sleep(0.8)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_run_model", slow)
+    path = fixtures.write_whatsapp_zip(root / "busy.zip")
+    a = gradio_client.Client(demo.local_url, verbose=False)
+    b = gradio_client.Client(demo.local_url, verbose=False)
+    a.predict(gradio_client.handle_file(str(path)), False, api_name="/load_chat")
+    b.predict(gradio_client.handle_file(str(path)), False, api_name="/load_chat")
+    done = {}
+
+    def run_a():
+        a.predict("lake\nlunch\nnumber", ["tagging"], api_name="/search")
+        done["a"] = time.perf_counter()
+
+    thread = threading.Thread(target=run_a)
+    start = time.perf_counter()
+    thread.start()
+    time.sleep(0.5)  # A holds the model
+    methods = [m for m in ("bm25",) if m in demo.f2rvlm_retriever.methods]
+    if methods:
+        b.predict("lake", methods, api_name="/search")
+        assert time.perf_counter() - start < 1.5 and "a" not in done  # did not wait for A's search
+    b.predict("lake", ["tagging"], api_name="/search")
+    done["b"] = time.perf_counter()
+    thread.join()
+    assert done["b"] < done["a"], (done["b"] - start, done["a"] - start)
