@@ -304,7 +304,7 @@ def main(argv=None) -> int:
     parser.add_argument("--model-limit", type=int, default=100, help="questions for the F2RVLM rerank rows")
     parser.add_argument("--seg-dialogues", type=int, default=40)
     parser.add_argument("--sizes", default="12,50,100", help="synthetic corpus sizes (dialogues)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (2 measured ~30x slower per query embedding on this shared machine)")
     parser.add_argument("--steps", default="latency,segmentation,recall,locomo")
     parser.add_argument("--update", action="store_true", help="write the `corpus` section of RESULTS.md")
     args = parser.parse_args(argv)

@@ -47,15 +47,17 @@ def test_build_and_recall(backend):
     assert cake.fragment.utterance_ids == [4, 5, 6, 7] and cake.fragment.image_ids == [1]
 
 
-def test_backends_agree():
+@pytest.mark.parametrize("rows", [500, 5_000])  # FAISS answers small indexes with numpy, large ones itself
+def test_backends_agree(rows):
     rng = np.random.default_rng(0)
-    vectors = rng.normal(size=(500, 32)).astype(np.float32)
+    vectors = rng.normal(size=(rows, 32)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     a, b = NumpyBackend(32), FaissBackend(32)
-    a.add(vectors[:200]), a.add(vectors[200:]), b.add(vectors)
+    a.add(vectors[:200]), a.add(vectors[200:]), b.add(vectors[:200]), b.add(vectors[200:])
     sa, ia = a.search(vectors[:5], 10)
     sb, ib = b.search(vectors[:5], 10)
     assert (ia == ib).all() and np.allclose(sa, sb, atol=1e-5) and (ia[:, 0] == np.arange(5)).all()
+    assert b.search(vectors[:1], rows + 5)[1].shape == (1, rows)
 
 
 class _FakeReranker:

@@ -48,11 +48,7 @@ class NumpyBackend:
         k = min(k, len(self))
         if k == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        scores = queries @ self._matrix.T
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        part = np.take_along_axis(scores, top, axis=1)
-        order = np.argsort(-part, axis=1, kind="stable")
-        return np.take_along_axis(part, order, axis=1), np.take_along_axis(top, order, axis=1).astype(np.int64)
+        return _numpy_top_k(self._matrix, queries, k)
 
     def __len__(self):
         return len(self._matrix)
@@ -69,6 +65,21 @@ class NumpyBackend:
         return backend
 
 
+#: Index size from which FaissBackend sends single queries through BLAS.
+BLAS_FROM_ROWS = 20_000
+#: Below this many rows FaissBackend answers with one numpy product over a copy of its vectors:
+#: a FAISS call costs ~0.1 ms of fixed overhead, 2-3x numpy's whole search at 1k rows.
+NUMPY_BELOW_ROWS = 4_096
+
+
+def _numpy_top_k(matrix: np.ndarray, queries: np.ndarray, k: int):
+    scores = queries @ matrix.T
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else np.tile(np.arange(scores.shape[1]), (len(queries), 1))
+    part = np.take_along_axis(scores, top, axis=1)
+    order = np.argsort(-part, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(top, order, axis=1).astype(np.int64)
+
+
 class FaissBackend:
     """FAISS `IndexFlatIP`: exact inner-product search with BLAS/SIMD kernels, in process, one file
     (`index.faiss`); adding rows appends to it without touching the others."""
@@ -83,23 +94,29 @@ class FaissBackend:
             faiss.omp_set_num_threads(threads)
         self.dim = dim
         self._faiss = faiss
-        # one query at a time goes through BLAS sgemv too (FAISS's default switches at 20 queries;
-        # its own scan measured ~1.5x slower per query here)
-        faiss.cvar.distance_compute_blas_threshold = 1
         self.index = index if index is not None else faiss.IndexFlatIP(dim)
+        self._small: np.ndarray | None = None  # numpy copy of a small index's vectors
 
     def add(self, vectors):
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         if len(vectors):
             self.index.add(vectors)
+            self._small = None
 
     def search(self, queries, k):
-        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
-        k = min(k, len(self))
+        if queries.dtype != np.float32 or queries.ndim != 2 or not queries.flags.c_contiguous:
+            queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        k = min(k, self.index.ntotal)
         if k == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        scores, ids = self.index.search(queries, k)
-        return scores, ids.astype(np.int64)
+        if self.index.ntotal < NUMPY_BELOW_ROWS:
+            if self._small is None:
+                self._small = self.index.reconstruct_n(0, self.index.ntotal)
+            return _numpy_top_k(self._small, queries, k)
+        # large indexes: even one query through BLAS (FAISS's own scan measured ~1.5x slower at
+        # 100k); small ones: FAISS's default (BLAS from 20 queries), whose setup costs ~0.1 ms
+        self._faiss.cvar.distance_compute_blas_threshold = 1 if self.index.ntotal >= BLAS_FROM_ROWS else 20
+        return self.index.search(queries, k)  # ids are int64 already
 
     def __len__(self):
         return self.index.ntotal
