@@ -287,6 +287,7 @@ def bench_latency(embedder, sizes=(1_000, 10_000, 100_000), queries: int = 200, 
             rows.append([f"{n:,}", backend.name, f"{p50:.3f}", f"{p95:.3f}"])
     for n in sizes:
         rows.append([f"{n:,}", "faiss / numpy (p50)", f"{out[(n, 'faiss')] / out[(n, 'numpy')]:.2f}x", ""])
+    embedder.embed_texts(["warm-up: the model loads on first use"])
     t = time.perf_counter()
     for q in ["what did she paint last week?"] * 20:
         embedder.embed_texts([q + str(time.perf_counter())])
