@@ -9,6 +9,8 @@ from collections.abc import Sequence
 import torch
 from trl import GRPOTrainer
 
+from .resume import ResumeMixin
+
 # ----------------------------------------------------------------------------------------------
 # SFT with the F2RVLM heads
 # ----------------------------------------------------------------------------------------------
@@ -24,7 +26,7 @@ def make_sft_trainer_class():
     """
     from trl import SFTTrainer
 
-    class F2RVLMSFTTrainer(SFTTrainer):
+    class F2RVLMSFTTrainer(ResumeMixin, SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             outputs = model(**inputs, num_items_in_batch=num_items_in_batch)
             mode = "train" if model.training else "eval"
@@ -40,7 +42,7 @@ def make_sft_trainer_class():
 # ----------------------------------------------------------------------------------------------
 # Dynamic sampling GRPO
 # ----------------------------------------------------------------------------------------------
-class DynamicSamplingGRPOTrainer(GRPOTrainer):
+class DynamicSamplingGRPOTrainer(ResumeMixin, GRPOTrainer):
     """GRPO with the paper's dynamic sampling. Groups (the `num_generations` completions of one
     prompt) whose weighted rewards have zero spread carry no advantage. TRL 1.16 has no such option
     (checked: `grpo_trainer.py` only logs `frac_reward_zero_std`).
@@ -98,13 +100,14 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
     # -- released dynamic sampling: drop zero-spread groups, draw new prompts ------------------
     def _resample_batches(self):
         """Endless batches of rows for re-draws: a second pass over the training set with its own
-        sampler (the released trainer builds its resample dataloader with seed + 1)."""
+        sampler (the released trainer builds its resample dataloader with seed + 1). Its position
+        (`_ds_draws`, batches drawn) is saved with each checkpoint and restored on resume."""
         if getattr(self, "_ds_resample_iter", None) is None:
             from trl.trainer.utils import RepeatSampler
 
             n_prompts = self.args.generation_batch_size // self.num_generations
 
-            def batches():
+            def index_batches():
                 epoch = 0
                 while True:
                     sampler = RepeatSampler(self.train_dataset, mini_repeat_count=self.num_generations,
@@ -113,11 +116,38 @@ class DynamicSamplingGRPOTrainer(GRPOTrainer):
                     indices = list(sampler)
                     size = n_prompts * self.num_generations
                     for start in range(0, len(indices) - size + 1, size):
-                        yield [self.train_dataset[i] for i in indices[start:start + size]]
+                        yield indices[start:start + size]
                     epoch += 1
+
+            indices = index_batches()
+            for _ in range(getattr(self, "_ds_draws", 0)):  # resumed: skip the batches drawn before
+                next(indices)
+
+            def batches():
+                for batch in indices:
+                    self._ds_draws = getattr(self, "_ds_draws", 0) + 1
+                    yield [self.train_dataset[i] for i in batch]
 
             self._ds_resample_iter = batches()
         return self._ds_resample_iter
+
+    # -- resume: the dynamic-sampling position and TRL's step counter ---------------------------
+    def _resume_extra_state(self) -> dict:
+        return {"dynamic_sampling_draws": int(getattr(self, "_ds_draws", 0))}
+
+    def _load_resume_extra_state(self, state: dict, global_step: int) -> None:
+        self._ds_draws = int(state.get("dynamic_sampling_draws", 0))
+        self._ds_resample_iter = None
+        # TRL's micro-step counter picks the slice of the buffered generation batch
+        self._step = global_step * self.args.gradient_accumulation_steps
+        generate_every = self.args.steps_per_generation * self.num_iterations
+        if self._step % generate_every:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "resuming GRPO between two generations (micro-step %d, a generation every %d): the buffered "
+                "completions are generated again, so this step differs from the uninterrupted run", self._step,
+                generate_every)
 
     def _rollout(self, rows: list) -> tuple:
         """`_generate` on rows, prompts prepared as TRL's `_generate_and_score_completions` does."""
