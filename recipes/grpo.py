@@ -33,7 +33,7 @@ from f2rvlm.training.examples import (
     resolve_template,
 )
 from f2rvlm.training.loading import attach_adapter, load_model_and_processor, trainable_summary
-from f2rvlm.training.trainers import DynamicSamplingGRPOTrainer, build_reward_funcs
+from f2rvlm.training.trainers import DynamicSamplingGRPOTrainer, build_reward_funcs, check_rollout_constraint
 
 logger = logging.getLogger("f2rvlm.grpo")
 
@@ -50,6 +50,7 @@ def main(script_args: ScriptArguments, training_args: F2RVLMGRPOConfig, model_ar
         model_args.adapter_path = None  # the SFT output of a GPU recipe does not exist here
         logger.info("dry run: %s replaced by a tiny stand-in, data by %s", model_args.model_name_or_path,
                     script_args.dataset_path)
+    check_rollout_constraint(training_args)  # vLLM rollouts cannot run the answer grammar: refuse, never drop it
     if training_args.use_vllm:
         import importlib.util
 

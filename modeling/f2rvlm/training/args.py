@@ -177,7 +177,8 @@ class F2RVLMGRPOConfig(GRPOConfig):
         metadata={"help": "`grammar`: rollouts are decoded under the same answer grammar as `retrieve` (every "
                           "completion parses, ids exist in its dialogue, ascending, unique), so no rollout is wasted "
                           "on a malformed answer (F1 reward 0), but the format reward is then always 1 and carries no "
-                          "signal; `none`: TRL's plain sampling (the released setting, default of the Qwen recipes)."},
+                          "signal; `none`: TRL's plain sampling (the released setting, default of the Qwen recipes). vLLM "
+                          "rollouts cannot run the grammar: `grammar` with `use_vllm` is refused (ValueError)."},
     )
 
 

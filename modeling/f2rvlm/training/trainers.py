@@ -42,6 +42,34 @@ def make_sft_trainer_class():
 # ----------------------------------------------------------------------------------------------
 # Dynamic sampling GRPO
 # ----------------------------------------------------------------------------------------------
+ROLLOUT_CONSTRAINTS = ("none", "grammar")
+
+
+def check_rollout_constraint(args) -> None:
+    """Refuse settings under which the answer grammar would be silently dropped.
+
+    `rollout_constraint: grammar` masks each rollout's logits with its row's `AnswerGrammar` (ids
+    that exist in that dialogue, ascending, unique) through a transformers logits processor on
+    `model.generate`. vLLM rollouts never call `model.generate` and TRL passes vLLM one regex for
+    every prompt (`vllm_structured_outputs_regex`), which cannot say which ids each dialogue has,
+    so with `use_vllm` the rollouts would be plain sampling while the run claims grammar-constrained
+    ones. Raises ValueError naming both ways out.
+
+    >>> from types import SimpleNamespace
+    >>> check_rollout_constraint(SimpleNamespace(use_vllm=True, rollout_constraint="none"))
+    >>> check_rollout_constraint(SimpleNamespace(use_vllm=False, rollout_constraint="grammar"))
+    """
+    constraint = getattr(args, "rollout_constraint", "none")
+    if constraint not in ROLLOUT_CONSTRAINTS:
+        raise ValueError(f"rollout_constraint must be one of {ROLLOUT_CONSTRAINTS}, got {constraint!r}")
+    if constraint == "grammar" and getattr(args, "use_vllm", False):
+        raise ValueError(
+            "rollout_constraint=grammar cannot be kept with use_vllm=true: the per-dialogue answer grammar is a "
+            "transformers logits processor that vLLM rollouts do not run, so they would be unconstrained. Use "
+            "--rollout_constraint none with --use_vllm true (the released setting: plain sampling, the format "
+            "reward keeps its signal), or --use_vllm false to decode rollouts under the grammar.")
+
+
 class DynamicSamplingGRPOTrainer(ResumeMixin, GRPOTrainer):
     """GRPO with the paper's dynamic sampling. Groups (the `num_generations` completions of one
     prompt) whose weighted rewards have zero spread carry no advantage. TRL 1.16 has no such option
@@ -68,6 +96,12 @@ class DynamicSamplingGRPOTrainer(ResumeMixin, GRPOTrainer):
     `dynamic_sampling/new_batches` (batches drawn) and `dynamic_sampling/used_new_prompts` (1 when
     the trained batch came from the pool).
     """
+
+    def __init__(self, *args, **kwargs):
+        config = kwargs.get("args", args[2] if len(args) > 2 else None)
+        if config is not None:
+            check_rollout_constraint(config)  # before TRL starts vLLM
+        super().__init__(*args, **kwargs)
 
     def _dynamic_mode(self) -> str:
         mode = getattr(self.args, "dynamic_sampling", "new_prompts")
@@ -216,7 +250,9 @@ class DynamicSamplingGRPOTrainer(ResumeMixin, GRPOTrainer):
     def _generate_subset(self, prompts: list, indices: Sequence[int]):
         """`GRPOTrainer._generate` on `prompts` (rows `indices` of the inputs), constrained by their grammars."""
         grammars = self._rollout_grammars(indices)
-        if grammars is None or self.use_vllm:
+        if grammars is not None and self.use_vllm:  # never silently unconstrained (see check_rollout_constraint)
+            check_rollout_constraint(self.args)
+        if grammars is None:
             return super()._generate(prompts)
         from transformers import LogitsProcessorList
 
