@@ -185,3 +185,12 @@ def test_embedding_picker_as_reranker():
     assert top.dialogue_id == "d0" and top.utterance_ids == [2] and top.image_ids == [0]  # turn 2 carries the photo
     assert set(top.rerank_scores["utterances"]) == {0, 1, 2, 3}
     assert result.dialogues[0].utterance_ids == [2]
+
+
+def test_hybrid_recall_fuses_bm25_ranks():
+    index = _index()
+    dense = index.recall(["tyre"], top_k=6)[0]
+    hybrid = index.recall(["tyre"], top_k=6, lexical=1.0)[0]
+    assert {f.dialogue_id for _, f in hybrid[:2]} == {"d0", "d2"}  # both car fragments first
+    assert {id(f) for _, f in dense} == {id(f) for _, f in hybrid}  # same candidates, fused order
+    assert index.search("tyre", top_k=2, lexical=1.0).fragments[0].fragment.texts[0].startswith("engine oil garage tyre")

@@ -79,7 +79,7 @@ def cmd_search(args) -> int:
 
         reranker, processor = load_model(args.model, device=args.device)
     kwargs = {"mode": args.mode} if args.model else {}
-    result = index.search(args.query, top_k=args.top_k, reranker=reranker, processor=processor,
+    result = index.search(args.query, top_k=args.top_k, reranker=reranker, processor=processor, lexical=args.lexical,
                           show_progress=not args.quiet and reranker is not None, **kwargs)
     if args.html:
         with open(args.html, "w", encoding="utf-8") as f:
@@ -161,6 +161,8 @@ def add_corpus_parser(sub) -> None:
     q.add_argument("--index", required=True)
     q.add_argument("--query", required=True)
     q.add_argument("--top-k", type=int, default=20)
+    q.add_argument("--lexical", type=float, default=1.0,
+                   help="BM25 weight in the hybrid recall (reciprocal rank fusion with the dense ranks); 0 = dense only")
     q.add_argument("--model", default=None, help="F2RVLM model folder: picks utterances/images inside each fragment")
     q.add_argument("--mode", default=None, help="retrieval mode (default: the model's)")
     q.add_argument("--device", default="cpu")

@@ -347,20 +347,53 @@ class FragmentIndex:
         return index
 
     # -- search --------------------------------------------------------------------------------
-    def recall(self, queries: Sequence[str], top_k: int = 20) -> list[list[tuple[float, Fragment]]]:
+    def recall(self, queries: Sequence[str], top_k: int = 20, lexical: float = 0.0,
+               pool: int = 100) -> list[list[tuple[float, Fragment]]]:
+        """Top-K fragments per query by cosine; with `lexical` > 0, a hybrid: reciprocal rank
+        fusion of the dense top-`pool` and the BM25 top-`pool` over fragment texts (score =
+        1/(60 + dense rank) + lexical/(60 + BM25 rank)); the BM25 index is built in memory on
+        first use (`bm25s`)."""
         vectors = self.embedder.embed_texts(list(queries))
-        scores, ids = self.backend.search(vectors, top_k)
-        return [[(float(s), self.fragments[int(i)]) for s, i in zip(row_s, row_i) if i >= 0]
-                for row_s, row_i in zip(scores, ids)]
+        scores, ids = self.backend.search(vectors, max(top_k, pool) if lexical else top_k)
+        dense = [[(float(sc), int(i)) for sc, i in zip(row_s, row_i) if i >= 0] for row_s, row_i in zip(scores, ids)]
+        if not lexical:
+            return [[(sc, self.fragments[i]) for sc, i in row[:top_k]] for row in dense]
+        out = []
+        for query, row in zip(queries, dense):
+            fused: dict[int, float] = {}
+            for rank, (_, i) in enumerate(row):
+                fused[i] = fused.get(i, 0.0) + 1.0 / (60 + rank)
+            for rank, i in enumerate(self._bm25_top(query, pool)):
+                fused[i] = fused.get(i, 0.0) + lexical / (60 + rank)
+            best = sorted(fused.items(), key=lambda item: -item[1])[:top_k]
+            out.append([(score, self.fragments[i]) for i, score in best])
+        return out
+
+    def _bm25_top(self, query: str, n: int) -> list[int]:
+        from ..baselines import tokenize
+
+        if getattr(self, "_bm25", None) is None or self._bm25[1] != len(self.fragments):
+            import bm25s
+
+            engine = bm25s.BM25()
+            engine.index([tokenize(f.text) or ["\x00"] for f in self.fragments], show_progress=False)
+            self._bm25 = (engine, len(self.fragments))
+        tokens = tokenize(query)
+        if not tokens or not self.fragments:
+            return []
+        scores = self._bm25[0].get_scores(tokens)
+        top = np.argsort(-scores)[:n]
+        return [int(i) for i in top if scores[i] > 0]
 
     def search(self, query: str, top_k: int = 20, reranker=None, processor=None, batch_size: int = 8,
-               show_progress: bool = False, **retrieve_kwargs) -> SearchResult:
+               show_progress: bool = False, lexical: float = 0.0, **retrieve_kwargs) -> SearchResult:
         """Recall the top-K fragments; with `reranker` (an F2RVLM model, or anything with its
         `retrieve_batch`), let it pick utterances and images inside each fragment (local ids ->
         global ids), merge the picks per dialogue and rank dialogues by their best fragment that
-        picked something. Without one, every recalled fragment counts as a whole."""
+        picked something. Without one, every recalled fragment counts as a whole. `lexical`:
+        see `recall` (hybrid dense + BM25 recall)."""
         t0 = time.perf_counter()
-        recalled = self.recall([query], top_k)[0]
+        recalled = self.recall([query], top_k, lexical=lexical)[0]
         t1 = time.perf_counter()
         hits = [FragmentHit(rank, score, fragment) for rank, (score, fragment) in enumerate(recalled)]
         if reranker is not None and hits:
