@@ -23,6 +23,8 @@ from f2rvlm.formats.redact import redact_dialogue, redact_text
 from f2rvlm.formats.safety import MB
 from f2rvlm.models.registry_f2rvlm import RETRIEVAL_MODES
 
+from .images import bound_image_sizes, release_memory
+
 #: Upload limits of the Space: lower than the library defaults, since one shared CPU serves all.
 SPACE_LIMITS = ImportLimits(
     max_upload_bytes=25 * MB,
@@ -450,6 +452,7 @@ def import_upload(path, limits: ImportLimits = SPACE_LIMITS, redact: bool = Fals
         media = os.path.join(workdir, "media")
         os.makedirs(media, exist_ok=True)
         imported = import_chat(path, limits=limits, extract_to=media)
+        bound_image_sizes(imported.dialogue, os.path.join(workdir, "small"))  # bounded memory (images.py)
         dialogue, changed = redact_dialogue(imported.dialogue) if redact else (imported.dialogue, 0)
         return ChatSession(workdir, name, imported, dialogue, changed, redact, source=("upload", str(path)))
     except ChatImportError:
@@ -599,4 +602,5 @@ def run_search(retriever: Retriever, session: ChatSession, queries: list[str], m
                 results.append(error_record(query, method, str(err)))
                 continue
             results.append(result_record(session, query, out))
+    release_memory()  # the run's decoded pictures and activations go back to the system (images.py)
     return {"chat": session.summary(), "model": retriever.model_path, "results": results}
