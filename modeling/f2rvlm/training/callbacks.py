@@ -163,6 +163,8 @@ def train_and_save(trainer, processor, stage: str, script_args: ScriptArguments,
     resume = training_args.resume_from_checkpoint
     if isinstance(resume, str) and resume.lower() in ("true", "last"):
         resume = True
+    elif isinstance(resume, str) and resume.lower() in ("false", "none", ""):
+        resume = None
     result = trainer.train(resume_from_checkpoint=resume)
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)
