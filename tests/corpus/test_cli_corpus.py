@@ -81,3 +81,15 @@ def test_eval_command(capsys):
     assert main(["corpus", "eval", "--num-dialogues", "4", "--split", "validation", "--embedder", "hashing"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["dialogues"] == 4 and 0 <= out["recall@20"] <= 1 and "embedding" in out["segmentation"]
+
+
+def test_discord_media_folder_is_not_an_entry(tmp_path):
+    from f2rvlm.corpus.archive import ArchiveReport, open_archive
+
+    (tmp_path / "chat.json").write_text(_chat(["cat"]))
+    (tmp_path / "chat.json_Files").mkdir()
+    (tmp_path / "other_Files").mkdir()  # no export of that name: an entry (and skipped as unreadable)
+    report = ArchiveReport()
+    with open_archive(str(tmp_path), report) as dialogues:
+        assert [d.dialogue_id for d in dialogues] == ["chat.json"]
+    assert [name for name, _ in report.skipped] == ["other_Files"]

@@ -56,8 +56,11 @@ def _extract(archive: str, into: str) -> None:
 
 
 def _exports(folder: str) -> list[str]:
-    return [os.path.join(folder, n) for n in sorted(os.listdir(folder))
-            if not n.startswith(".") and not n.lower().endswith(MEDIA_EXTENSIONS)]
+    names = set(os.listdir(folder))
+    return [os.path.join(folder, n) for n in sorted(names)
+            if not n.startswith(".") and not n.lower().endswith(MEDIA_EXTENSIONS)
+            # DiscordChatExporter writes an export's media to "<export>_Files" beside it
+            and not (n.endswith("_Files") and n[: -len("_Files")] in names)]
 
 
 @contextlib.contextmanager

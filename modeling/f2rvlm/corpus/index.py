@@ -426,9 +426,9 @@ def merge_hits(hits: Sequence[FragmentHit]) -> list[DialogueHit]:
                 picked.append(h)
             utts.update(u)
             imgs.update(i)
-        score = max((h.score for h in picked), default=max(h.score for h in group) - 10.0)
+        score = max((h.score for h in picked), default=max(h.score for h in group))
         out.append(DialogueHit(did, score, sorted(utts), sorted(imgs), group))
-    out.sort(key=lambda d: -d.score)
+    out.sort(key=lambda d: (not (d.utterance_ids or d.image_ids), -d.score))
     return out
 
 
