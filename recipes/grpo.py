@@ -19,10 +19,10 @@ from __future__ import annotations
 import logging
 
 from f2rvlm.training.args import (
-    apply_max_pixels,
     F2RVLMGRPOConfig,
     ModelArguments,
     ScriptArguments,
+    apply_max_pixels,
     parse_recipe_args,
 )
 from f2rvlm.training.callbacks import recipe_callbacks, train_and_save

@@ -20,7 +20,13 @@ from __future__ import annotations
 
 import logging
 
-from f2rvlm.training.args import F2RVLMSFTConfig, ModelArguments, ScriptArguments, apply_max_pixels, parse_recipe_args
+from f2rvlm.training.args import (
+    F2RVLMSFTConfig,
+    ModelArguments,
+    ScriptArguments,
+    apply_max_pixels,
+    parse_recipe_args,
+)
 from f2rvlm.training.callbacks import recipe_callbacks, train_and_save
 from f2rvlm.training.examples import (
     ensure_dry_run_dataset,

@@ -2,7 +2,6 @@
 released F1 and format definitions (docs/protocol.md §6, coded here with re/json only)."""
 
 import doctest
-import json
 import random
 import re
 
