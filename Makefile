@@ -9,7 +9,7 @@ export GRADIO_ANALYTICS_ENABLED ?= False
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONDONTWRITEBYTECODE ?= 1
 
-.PHONY: help install test test-all demo demo-cli lint bench clean train-tiny demo-model sync-demo-code space-bundle sample-exports
+.PHONY: help install test test-all demo demo-cli lint bench clean train-tiny demo-model realchat-model sync-demo-code space-bundle sample-exports
 
 help: ## this list
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,10 +38,12 @@ BUDGET ?= 30
 train-tiny: install ## CPU pipeline: synthetic data -> SFT -> curriculum -> GRPO -> eval -> export (BUDGET=30 minutes)
 	$(PY) recipes/train_tiny.py --budget_minutes $(BUDGET)
 
+demo-model: install ## rebuild the committed demo model models/tiny-demo (the train-tiny pipeline, fixed steps, ~30 min)
+	$(PY) recipes/train_tiny.py --budget_minutes $(BUDGET) --export_dir models/tiny-demo
+
 REAL_CHATS ?= ../shared/data/locomo-dev
-demo-model: install ## rebuild models/tiny-demo: the train-tiny VLM (~30 min), then its text scorer (~25 min; REAL_CHATS turns)
-	$(PY) recipes/train_tiny.py --budget_minutes $(BUDGET) --export_dir outputs/demo-vlm
-	$(PY) recipes/train_scorer.py --vlm outputs/demo-vlm --real_chats $(REAL_CHATS) --out outputs/default-model --export_dir models/tiny-demo
+realchat-model: install ## the demo VLM + a MiniLM text scorer for real chats -> outputs/realchat-model (~50 min on 2 cores)
+	$(PY) recipes/train_scorer.py --vlm models/tiny-demo --real_chats $(REAL_CHATS) --out outputs/realchat-run --export_dir outputs/realchat-model
 
 sync-demo-code: install ## re-copy the Hub remote-code files into models/tiny-demo (a test checks they match)
 	$(PY) -c "from f2rvlm.models.hub import write_remote_code; print(write_remote_code('models/tiny-demo'))"

@@ -79,7 +79,7 @@ def baseline_methods(scorer_dir: str | None):
     return methods
 
 
-def model_methods(model_dir: str):
+def model_methods(model_dir: str, modes=None):
     import torch
 
     from f2rvlm.models.hub import load_model
@@ -89,7 +89,7 @@ def model_methods(model_dir: str):
     model, processor = load_model(model_dir)
     declared = model.config.default_retrieval_mode
     methods = []
-    for mode in RETRIEVAL_MODES:
+    for mode in modes or RETRIEVAL_MODES:
         if RETRIEVAL_MODES[mode].needs_relevance_head and model.relevance_head is None and model.text_scorer is None:
             continue
         label = f"F2RVLM {os.path.basename(os.path.normpath(model_dir))}: {mode}" + (" (declared)" if mode == declared else "")
@@ -101,6 +101,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--locomo", required=True, help="LoCoMo zip / JSON / folder (the dev conversations)")
     parser.add_argument("--model", action="append", default=[], help="F2RVLM model folder(s) to evaluate in every mode")
+    parser.add_argument("--modes", nargs="+", default=None, help="model modes to run (default: every mode)")
     parser.add_argument("--scorer", default=None, help="a fine-tuned sentence-transformers folder (lever row)")
     parser.add_argument("--limit", type=int, default=None, help="first N samples only (smoke runs)")
     parser.add_argument("--no-baselines", action="store_true")
@@ -127,7 +128,7 @@ def main(argv=None) -> int:
             results.append(evaluate_method(name, predict, rows))
             print(results[-1], flush=True)
     for model_dir in args.model:
-        for name, predict in model_methods(model_dir):
+        for name, predict in model_methods(model_dir, args.modes):
             results.append(evaluate_method(name, predict, rows))
             print(results[-1], flush=True)
     del rng

@@ -50,6 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--speaker_boost", type=float, default=0.1)
+    p.add_argument("--export_from", default=None, help="only export an earlier run's OUT folder (merged/ + its record)")
     p.add_argument("--encoder", default=None, help="reuse an encoder saved by an earlier run (OUT/encoder); skips training")
     return p.parse_args(argv)
 
@@ -250,9 +251,40 @@ def select_settings(model, processor, synthetic_rows, real_rows) -> dict:
     return best
 
 
+def export_with_card(merged: str, vlm: str, export_dir: str, record: dict) -> str:
+    """Export `merged` to `export_dir`, carrying the VLM's card / records / results and appending
+    the scorer's card section (from the recipe record)."""
+    from f2rvlm.models.hub import export_model
+
+    carried = {}  # read before writing: the export may replace the VLM's own folder
+    for name in ("README.md", "f2rvlm_recipe.json", "eval_results.json"):
+        if os.path.isfile(os.path.join(vlm, name)):
+            with open(os.path.join(vlm, name), encoding="utf-8") as f:
+                carried[name] = f.read()
+    if "Text scorer (added by recipes/train_scorer.py)" in carried.get("README.md", ""):
+        carried["README.md"] = carried["README.md"].split(SCORER_CARD.splitlines()[1])[0].rstrip() + "\n"
+    path = export_model(merged, export_dir, overwrite=True)
+    for name, text in carried.items():
+        with open(os.path.join(path, name), "w", encoding="utf-8") as f:
+            f.write(text)
+    with open(os.path.join(path, "text_scorer_recipe.json"), "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=1)
+    with open(os.path.join(path, "README.md"), "a", encoding="utf-8") as f:
+        f.write(SCORER_CARD.format(selfsup=record["triples"]["self_supervised"], synthetic=record["triples"]["synthetic"],
+                                   minutes=record["train_seconds"] / 60, selection=json.dumps(record["selection"]),
+                                   validation=json.dumps(record["synthetic_validation_joint_f1"])))
+    print(f"exported to {path}")
+    return path
+
+
 # 5. main ------------------------------------------------------------------------------------
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.export_from:
+        with open(os.path.join(args.export_from, "text_scorer_recipe.json"), encoding="utf-8") as f:
+            record = json.load(f)
+        export_with_card(os.path.join(args.export_from, "merged"), args.vlm, args.export_dir or args.vlm, record)
+        return 0
     torch.set_num_threads(args.threads)
     started = time.time()
     os.makedirs(args.out, exist_ok=True)
@@ -285,7 +317,7 @@ def main(argv=None) -> int:
                               for mode in ("tagging", "guided", "generate")}}
     print("synthetic validation joint F1", json.dumps(results), flush=True)
 
-    from f2rvlm.models.hub import export_model, save_f2rvlm_folder
+    from f2rvlm.models.hub import save_f2rvlm_folder
 
     merged = save_f2rvlm_folder(model, processor, os.path.join(args.out, "merged"))
     record = {"stage": "text_scorer", "args": vars(args), "train_seconds": round(train_seconds, 1),
@@ -295,24 +327,7 @@ def main(argv=None) -> int:
     with open(os.path.join(args.out, "text_scorer_recipe.json"), "w", encoding="utf-8") as f:
         json.dump(record, f, indent=1)
     if args.export_dir:
-        import shutil
-
-        carried = {}  # the VLM's card, recipe record and results travel with it (read before a same-folder export)
-        for name in ("README.md", "f2rvlm_recipe.json", "eval_results.json"):
-            if os.path.isfile(os.path.join(args.vlm, name)):
-                with open(os.path.join(args.vlm, name), encoding="utf-8") as f:
-                    carried[name] = f.read()
-        path = export_model(merged, args.export_dir, overwrite=True)
-        for name, text in carried.items():
-            with open(os.path.join(path, name), "w", encoding="utf-8") as f:
-                f.write(text)
-        with open(os.path.join(path, "text_scorer_recipe.json"), "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=1)
-        with open(os.path.join(path, "README.md"), "a", encoding="utf-8") as f:
-            f.write(SCORER_CARD.format(selfsup=len(selfsup), synthetic=len(synthetic), minutes=train_seconds / 60,
-                                       selection=json.dumps(chosen), validation=json.dumps(results["validation"])))
-        shutil.copy(os.path.join(args.out, "text_scorer_recipe.json"), os.path.join(path, "text_scorer_recipe.json"))
-        print(f"exported to {path}")
+        export_with_card(merged, args.vlm, args.export_dir, record)
     print(f"done in {time.time() - started:.0f} s (training {train_seconds:.0f} s)")
     return 0
 
