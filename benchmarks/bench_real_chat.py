@@ -144,7 +144,8 @@ def main(argv=None) -> int:
     print(body)
     if args.update:
         command = "python benchmarks/bench_real_chat.py --locomo ../shared/data/locomo-dev " + " ".join(
-            f"--model {m}" for m in args.model) + (f" --scorer {args.scorer}" if args.scorer else "")
+            f"--model {m}" for m in args.model) + (f" --modes {' '.join(args.modes)}" if args.modes else "") + (
+            f" --scorer {args.scorer}" if args.scorer else "")
         results_module["update_section"]("real_chat", body, command)
     return 0
 
