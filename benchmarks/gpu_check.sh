@@ -11,8 +11,8 @@
 set -uo pipefail
 OUT=${OUT:-outputs/gpu_check}; mkdir -p "$OUT"
 if [ -d .whl ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-    export PYTHONPATH=/tmp/site
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "${TMPDIR:-/tmp}/f2rvlm-site" .whl/*.whl || exit 1
+    export PYTHONPATH="${TMPDIR:-/tmp}/f2rvlm-site"
 fi
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD/modeling HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false F2RVLM_EMBEDDER=hashing
 PY=${PY:-python3}
@@ -25,7 +25,7 @@ tail -40 "$OUT/bench_retrieval_cuda.md"
 for stage in sft grpo; do
     echo "== $stage dry run on cuda (qwen2-vl-7b recipe, tiny stand-in)"
     timeout 150 $PY recipes/$stage.py --config recipes/qwen2-vl-7b/$stage.yaml --dry_run true --report_to none \
-        --output_dir /tmp/gpu_dry_$stage > "$OUT/dry_$stage.log" 2>&1 || { echo "$stage dry run failed"; status=1; }
+        --output_dir "${TMPDIR:-/tmp}/gpu_dry_$stage" > "$OUT/dry_$stage.log" 2>&1 || { echo "$stage dry run failed"; status=1; }
     grep -E "bf16|cuda|done on process|Error|error" "$OUT/dry_$stage.log" | tail -8
 done
 exit $status

@@ -27,7 +27,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-SCRATCH = Path("/tmp/f2rvlm-readme")  # the folder the README's commands write to
+SCRATCH = ROOT / "outputs" / "readme"  # the (git-ignored) folder the README's commands write to
 MARKER = re.compile(r"<!-- readme-test: (run|output) -->")
 SKIP = re.compile(r"# not run by tests/test_readme\.py: (?P<reason>.+)")
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)

@@ -102,6 +102,8 @@ def to_jsonable(obj: Any) -> Any:
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [to_jsonable(v) for v in obj]
+    if isinstance(obj, str) and os.path.isabs(obj) and os.path.commonpath([obj, os.getcwd()]) == os.getcwd():
+        return os.path.relpath(obj)  # records travel with models: no paths of the training machine
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
     return str(obj)
