@@ -25,3 +25,26 @@ def write_png(path: Path, color=(0, 0, 0), size=(2, 2)) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(png_bytes(color, size))
     return path
+
+
+def stock_base_with_lora(tmp_path: Path):
+    """A tiny stock Qwen2-VL base saved at `tmp_path/base` (weights, tokenizer, image processor) and
+    a random LoRA adapter on it saved at `tmp_path/adapter`; returns the merged reference model."""
+    import torch
+    from f2rvlm.models.tiny import build_config, build_processor
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    processor = build_processor("qwen2_vl")
+    ours = build_config("qwen2_vl", "test", tokenizer=processor.tokenizer).to_dict()
+    stock = Qwen2VLConfig(**{k: v for k, v in ours.items() if k in ("text_config", "vision_config")
+                             or k.endswith("token_id")})
+    torch.manual_seed(0)
+    base = Qwen2VLForConditionalGeneration(stock).eval()
+    base.save_pretrained(tmp_path / "base")
+    processor.tokenizer.save_pretrained(tmp_path / "base")
+    processor.image_processor.save_pretrained(tmp_path / "base")
+    lora = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                           init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "adapter")
+    return lora.merge_and_unload().eval()

@@ -123,24 +123,12 @@ def test_load_model_errors_are_one_line(tmp_path, tiny_model_folder):
 
 
 def test_convert_released_merges_a_lora_adapter(tmp_path):
-    from f2rvlm.models.tiny import build_config, build_processor
-    from peft import LoraConfig, get_peft_model
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    from f2rvlm.models.tiny import build_processor
+    from helpers import stock_base_with_lora
 
     processor = build_processor("qwen2_vl")
-    ours = build_config("qwen2_vl", "test", tokenizer=processor.tokenizer).to_dict()
-    stock_config = Qwen2VLConfig(**{k: v for k, v in ours.items() if k in ("text_config", "vision_config")
-                                    or k.endswith("token_id")})
-    torch.manual_seed(0)
-    base = Qwen2VLForConditionalGeneration(stock_config).eval()
+    merged = stock_base_with_lora(tmp_path)
     base_dir, adapter_dir = tmp_path / "base", tmp_path / "adapter"
-    base.save_pretrained(base_dir)
-    processor.tokenizer.save_pretrained(base_dir)
-    processor.image_processor.save_pretrained(base_dir)
-    lora = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                           init_lora_weights=False))
-    lora.save_pretrained(adapter_dir)
-    merged = lora.merge_and_unload().eval()
 
     assert processor.image_processor.size["longest_edge"] != 602112  # the base's own budget
     out = convert_released(str(base_dir), str(adapter_dir), str(tmp_path / "f2rvlm"))

@@ -25,29 +25,15 @@ def test_released_adapter_key_names(released, ours):
 
 
 def test_adapter_with_released_key_names_merges_exactly(tmp_path):
-    from f2rvlm.models.tiny import build_config, build_processor
-    from peft import LoraConfig, get_peft_model
+    from helpers import stock_base_with_lora
     from safetensors.torch import load_file, save_file
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
-    processor = build_processor("qwen2_vl")
-    ours = build_config("qwen2_vl", "test", tokenizer=processor.tokenizer).to_dict()
-    stock = Qwen2VLConfig(**{k: v for k, v in ours.items() if k in ("text_config", "vision_config")
-                             or k.endswith("token_id")})
-    torch.manual_seed(0)
-    base = Qwen2VLForConditionalGeneration(stock).eval()
-    base.save_pretrained(tmp_path / "base")
-    processor.tokenizer.save_pretrained(tmp_path / "base")
-    processor.image_processor.save_pretrained(tmp_path / "base")
-    lora = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                           init_lora_weights=False))
-    lora.save_pretrained(tmp_path / "adapter")
+    merged = stock_base_with_lora(tmp_path)
     weights = tmp_path / "adapter" / "adapter_model.safetensors"
     state = load_file(weights)
     released = {k.replace("model.language_model.", "model."): v for k, v in state.items()}
     assert set(released) != set(state)  # the file now carries the released (legacy) names
     save_file(released, weights)
-    merged = lora.merge_and_unload().eval()
 
     model, loaded = load_model(convert_released(str(tmp_path / "base"), str(tmp_path / "adapter"),
                                                 str(tmp_path / "f2rvlm")))
