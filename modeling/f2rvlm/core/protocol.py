@@ -407,6 +407,64 @@ def contiguous_spans(ids: Iterable[int]) -> list[tuple[int, int]]:
 # ----------------------------------------------------------------------------------------------
 # Answer grammar (constrained decoding)
 # ----------------------------------------------------------------------------------------------
+def answer_regex(utterance_ids: Iterable[int], image_ids: Iterable[int], canonical: bool = True) -> str:
+    """A regular expression (full match) of the answers whose ids all exist in one dialogue.
+
+    The server-side twin of `AnswerGrammar`, for engines that take a regex (vLLM / SGLang
+    structured outputs). `canonical=True` admits the answers `render_answer` writes (", "
+    separators, no other whitespace): every answer `AnswerGrammar` accepts, plus ones a regex cannot
+    exclude cheaply (ids out of order or repeated; a client sorts and de-duplicates them).
+    `canonical=False` admits exactly what `parse_answer(text, "strict")` parses (JSON whitespace,
+    a trailing newline) with every id allowed. Plain syntax only (capturing groups, character
+    classes, `?`, `*`), which Python `re`, xgrammar, llguidance and outlines all read.
+
+    >>> pattern = answer_regex([0, 1, 2], range(1))
+    >>> bool(re.fullmatch(pattern, "<|utt_ids_start|>[0, 2]<|utt_ids_end|>;<|img_ids_start|>[]<|img_ids_end|>"))
+    True
+    >>> bool(re.fullmatch(pattern, "<|utt_ids_start|>[3]<|utt_ids_end|>;<|img_ids_start|>[]<|img_ids_end|>"))
+    False
+    """
+
+    def id_pattern(ids: set[str], prefix: str = "") -> str:
+        # A digit trie over the allowed ids; sibling digits with equal sub-patterns share one class.
+        children: dict[str, list[str]] = {}
+        for digit in sorted({i[len(prefix)] for i in ids if len(i) > len(prefix) and i.startswith(prefix)}):
+            rest = id_pattern(ids, prefix + digit)
+            children.setdefault(rest, []).append(digit)
+        branches = []
+        for rest, digits in children.items():
+            ranges, start = [], 0
+            for k in range(1, len(digits) + 1):  # consecutive digits -> "a-b"
+                if k == len(digits) or int(digits[k]) != int(digits[k - 1]) + 1:
+                    run = digits[start:k]
+                    ranges.append(run[0] if len(run) == 1 else f"{run[0]}-{run[-1]}")
+                    start = k
+            char = ranges[0] if len(ranges) == 1 and len(ranges[0]) == 1 else f"[{''.join(ranges)}]"
+            branches.append(char + rest)
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(" + "|".join(branches) + ")"
+        if prefix not in ids:
+            return body
+        atom = len(body) == 1 or (body.startswith("[") and body.index("]") == len(body) - 1)
+        return f"{body}?" if atom else f"({body})?"  # the id may end here
+
+    space = "" if canonical else "[ \\t\\n\\r]*"  # JSON whitespace
+    lists = []
+    for ids in (utterance_ids, image_ids):
+        digits = {str(int(i)) for i in ids if int(i) >= 0}
+        one = id_pattern(digits)
+        if not digits:
+            lists.append(f"\\[{space}\\]")
+        elif canonical:
+            lists.append(f"\\[({one}(, {one})*)?\\]")
+        else:
+            lists.append(f"\\[{space}({one}{space}(,{space}{one}{space})*)?\\]")
+    tail = "" if canonical else "\\n?"  # the strict parser's `$` admits one trailing newline
+    return (re.escape(UTT_IDS_START) + lists[0] + re.escape(UTT_IDS_END) + re.escape(ANSWER_SEPARATOR)
+            + re.escape(IMG_IDS_START) + lists[1] + re.escape(IMG_IDS_END) + tail)
+
+
 class AnswerGrammar:
     """Character-level automaton of the canonical answer for one dialogue.
 
