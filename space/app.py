@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -29,7 +30,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr
 from f2rvlm.core.dialogue import DialogueError
 from f2rvlm.formats import ChatImportError, ImportLimits
-from f2rvlm_space import engine, render
+from f2rvlm_space import archive, engine, render
 
 TITLE = "F2RVLM — find a fragment in your chat"
 EMPTY_STATUS = "Upload a chat export or pick an example."
@@ -37,6 +38,13 @@ INTRO = """Upload a chat export (WhatsApp `.zip`/`.txt`, Telegram `result.json` 
 Discord JSON, WeChat CSV/TXT) or pick an example, then describe what you are looking for. The model
 answers with the ids of the turns and photos that form the matching fragment.
 Uploads stay in a temporary folder of your session and are deleted when you leave."""
+ARCHIVE_INTRO = f"""Search many chats at once (FFRS corpus search): upload several chat exports (or one zip
+of them), press **Add to index**, then search. Each chat is cut into topic fragments; a query
+recalls the top-K fragments (hybrid MiniLM + BM25), a picker marks the turns inside each, and the
+hits are shown per conversation, with {archive.CONTEXT_TURNS} turns of context around them.
+An export that cannot be read is named and skipped. **The archive index is shared by everyone using
+this Space and kept on its disk across restarts** (until someone presses *Delete index*): for
+private chats, run the Space yourself."""
 
 
 #: After a search: bring the first answer into view and, inside each scrollable answer column, its
@@ -70,10 +78,12 @@ def _close(session) -> None:
 
 
 def build_demo(model_path: str | None = None, limits: ImportLimits | None = None,
-               retriever: engine.Retriever | None = None) -> gr.Blocks:
-    """The Space as a `gr.Blocks` (queue configured); the model is loaded here, before launch."""
+               retriever: engine.Retriever | None = None, store: archive.ArchiveStore | None = None) -> gr.Blocks:
+    """The Space as a `gr.Blocks` (queue configured); the model is loaded here, before launch.
+    `store`: the archive tab's index (default: `archive.ArchiveStore` in `archive.archive_dir()`)."""
     limits = limits or engine.SPACE_LIMITS
     retriever = retriever or engine.Retriever(model_path)
+    store = store or archive.ArchiveStore(retriever=retriever)
     choices = retriever.choices()
     labels = dict(engine.METHOD_LABELS)
 
@@ -158,30 +168,75 @@ def build_demo(model_path: str | None = None, limits: ImportLimits | None = None
         finally:
             session.close()
 
+    # -- archive tab ---------------------------------------------------------------------------
+    def archive_add(paths, progress=gr.Progress()):  # noqa: B008 - Gradio's API
+        """(index status, what this upload did, upload cleared)."""
+        try:
+            report = store.add_uploads(paths, progress)
+        except ValueError as err:
+            return store.status_markdown(), f"⚠️ {err}", gr.skip()
+        except Exception as err:  # said in plain words; the saved index is untouched
+            logging.getLogger(__name__).exception("archive build failed")
+            return (store.status_markdown(),
+                    f"⚠️ Indexing failed ({type(err).__name__}: {err}); the saved index was left as it was.", gr.skip())
+        return store.status_markdown(), report.markdown(), None
+
+    def archive_delete():
+        """(index status, message, results cleared)."""
+        removed = store.delete()
+        return store.status_markdown(), "The archive index was deleted." if removed else "There was no index.", ""
+
+    def archive_search(text, top_k, picker):
+        try:
+            found = store.search(text, top_k, picker or store.default_picker())
+        except ValueError as err:
+            return render.message_html(str(err))
+        return archive.results_html(store.index, found, store.picker_label(picker or store.default_picker()))
+
     # -- layout --------------------------------------------------------------------------------
     with gr.Blocks(title=TITLE, delete_cache=(600, 3600)) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}\n\n**Model:** {retriever.description}", elem_id="model-info")
-        session = gr.State(None, time_to_live=3600, delete_callback=_close)
-        with gr.Row():
-            with gr.Column(scale=1):
-                upload = gr.File(label="Chat export", elem_id="upload", file_count="single", type="filepath")
-                example = gr.Dropdown(engine.sample_choices(), value=None, label="…or pick an example",
-                                      elem_id="example", allow_custom_value=False)
-                redact = gr.Checkbox(False, label="Hide phone numbers and e-mail addresses", elem_id="redact")
-                status = gr.Markdown(EMPTY_STATUS, elem_id="import-status")
-                chat_view = gr.HTML("", elem_id="chat", padding=True)
-            with gr.Column(scale=1):
-                query = gr.Textbox(label="What are you looking for? (one query per line)", lines=3,
-                                   elem_id="query", placeholder="the photos from our trip to the lake")
-                methods = gr.CheckboxGroup(choices, value=[retriever.default_method], label="Methods (pick several to compare)",
-                                           elem_id="methods")
-                search_button = gr.Button("Search", variant="primary", elem_id="search")
-                result = gr.HTML("", elem_id="result", padding=True)
-                gallery = gr.Gallery(label="Retrieved images", elem_id="gallery", columns=4, height=280,
-                                     object_fit="scale-down", preview=False, allow_preview=True, visible=False)
-                with gr.Accordion("Raw answers, spans and timings", open=False):
-                    raw = gr.JSON(label="Result", elem_id="raw")
-                download = gr.File(label="Download the result (JSON)", elem_id="download", interactive=False)
+        with gr.Tab("One chat", id="chat-tab", elem_id="chat-tab"):
+            session = gr.State(None, time_to_live=3600, delete_callback=_close)
+            with gr.Row():
+                with gr.Column(scale=1):
+                    upload = gr.File(label="Chat export", elem_id="upload", file_count="single", type="filepath")
+                    example = gr.Dropdown(engine.sample_choices(), value=None, label="…or pick an example",
+                                          elem_id="example", allow_custom_value=False)
+                    redact = gr.Checkbox(False, label="Hide phone numbers and e-mail addresses", elem_id="redact")
+                    status = gr.Markdown(EMPTY_STATUS, elem_id="import-status")
+                    chat_view = gr.HTML("", elem_id="chat", padding=True)
+                with gr.Column(scale=1):
+                    query = gr.Textbox(label="What are you looking for? (one query per line)", lines=3,
+                                       elem_id="query", placeholder="the photos from our trip to the lake")
+                    methods = gr.CheckboxGroup(choices, value=[retriever.default_method], label="Methods (pick several to compare)",
+                                               elem_id="methods")
+                    search_button = gr.Button("Search", variant="primary", elem_id="search")
+                    result = gr.HTML("", elem_id="result", padding=True)
+                    gallery = gr.Gallery(label="Retrieved images", elem_id="gallery", columns=4, height=280,
+                                         object_fit="scale-down", preview=False, allow_preview=True, visible=False)
+                    with gr.Accordion("Raw answers, spans and timings", open=False):
+                        raw = gr.JSON(label="Result", elem_id="raw")
+                    download = gr.File(label="Download the result (JSON)", elem_id="download", interactive=False)
+        with gr.Tab("Archive: many chats", id="archive-tab", elem_id="archive-tab"):
+            gr.Markdown(ARCHIVE_INTRO)
+            with gr.Row():
+                with gr.Column(scale=1):
+                    archive_files = gr.File(label="Chat exports (several files, or one zip of them)",
+                                            elem_id="archive-upload", file_count="multiple", type="filepath")
+                    archive_add_button = gr.Button("Add to index", variant="primary", elem_id="archive-add")
+                    archive_status = gr.Markdown(store.status_markdown(), elem_id="archive-status")
+                    archive_report = gr.Markdown("", elem_id="archive-report")
+                    archive_delete_button = gr.Button("Delete index", variant="stop", elem_id="archive-delete")
+                with gr.Column(scale=2):
+                    archive_query = gr.Textbox(label="What are you looking for?", elem_id="archive-query",
+                                               placeholder="the flat we viewed last spring")
+                    archive_top_k = gr.Slider(1, archive.TOP_K_MAX, value=archive.TOP_K_DEFAULT, step=1,
+                                              label="Top-K fragments recalled", elem_id="archive-topk")
+                    archive_picker = gr.Radio(store.picker_choices(), value=store.default_picker(),
+                                              label="Turns inside each fragment are picked by", elem_id="archive-picker")
+                    archive_search_button = gr.Button("Search the archive", variant="primary", elem_id="archive-search")
+                    archive_result = gr.HTML("", elem_id="archive-result", padding=True)
         with gr.Row(visible=False):
             api_method = gr.Textbox("generate", label="method")
             api_output = gr.JSON(label="result")
@@ -203,9 +258,18 @@ def build_demo(model_path: str | None = None, limits: ImportLimits | None = None
         query.submit(search, [session, query, methods], answers, api_visibility="private").then(
             None, None, None, js=SCROLL_TO_HIT)
         api_button.click(api_retrieve, [upload, query, api_method], api_output, api_name="retrieve")
+        archive_add_button.click(archive_add, archive_files, [archive_status, archive_report, archive_files],
+                                 api_name="archive_add", concurrency_limit=1)
+        archive_delete_button.click(archive_delete, None, [archive_status, archive_report, archive_result],
+                                    api_name="archive_delete", concurrency_limit=1)
+        archive_inputs = [archive_query, archive_top_k, archive_picker]
+        archive_search_button.click(archive_search, archive_inputs, archive_result, api_name="archive_search")
+        archive_query.submit(archive_search, archive_inputs, archive_result, api_visibility="private")
+        demo.load(store.status_markdown, None, archive_status, api_visibility="private")  # what others added since
     demo.queue(default_concurrency_limit=int(os.environ.get("F2RVLM_CONCURRENCY", "4")), max_size=64)
     demo.f2rvlm_retriever = retriever  # tests compare against the same model
     demo.f2rvlm_limits = limits
+    demo.f2rvlm_archive = store
     return demo
 
 
@@ -226,7 +290,7 @@ def _gallery(session: engine.ChatSession, document: dict, limit: int = 48) -> li
 def launch(demo: gr.Blocks, **overrides):
     """`demo.launch` with the Space's settings (upload cap, styles); keyword arguments override."""
     limits = getattr(demo, "f2rvlm_limits", engine.SPACE_LIMITS)
-    options = {"max_file_size": limits.max_upload_bytes, "css": render.CSS, "show_error": True}
+    options = {"max_file_size": limits.max_upload_bytes, "css": render.CSS + archive.CSS, "show_error": True}
     options.update(overrides)
     return demo.launch(**options)
 
