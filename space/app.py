@@ -40,7 +40,7 @@ answers with the ids of the turns and photos that form the matching fragment.
 Uploads stay in a temporary folder of your session and are deleted when you leave."""
 ARCHIVE_INTRO = f"""Search many chats at once (FFRS corpus search): upload several chat exports (or one zip
 of them), press **Add to index**, then search. Each chat is cut into topic fragments; a query
-recalls the top-K fragments (hybrid MiniLM + BM25), a picker marks the turns inside each, and the
+recalls the top-K fragments (embeddings + BM25), a picker marks the turns inside each, and the
 hits are shown per conversation, with {archive.CONTEXT_TURNS} turns of context around them.
 An export that cannot be read is named and skipped. **The archive index is shared by everyone using
 this Space and kept on its disk across restarts** (until someone presses *Delete index*): for
@@ -83,7 +83,8 @@ def build_demo(model_path: str | None = None, limits: ImportLimits | None = None
     `store`: the archive tab's index (default: `archive.ArchiveStore` in `archive.archive_dir()`)."""
     limits = limits or engine.SPACE_LIMITS
     retriever = retriever or engine.Retriever(model_path)
-    store = store or archive.ArchiveStore(retriever=retriever)
+    store = store or archive.ArchiveStore()
+    store.retriever = store.retriever or retriever  # the archive's "model" picker is this model
     choices = retriever.choices()
     labels = dict(engine.METHOD_LABELS)
 

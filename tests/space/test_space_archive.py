@@ -226,3 +226,71 @@ def test_app_archive_tab_through_the_api(tmp_path):
         assert not store.exists()
     finally:
         demo.close()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                    reason=f"{CHROMIUM} is absent (install Debian's chromium: apt-get install -y chromium)")
+def test_archive_tab_in_a_browser(tmp_path):
+    """Chromium: upload one zip of the shipped WhatsApp, Telegram and Discord exports (and a broken
+    one), index it, search it; the hits come back in one section per conversation. Screenshot to
+    outputs/screenshots/space-archive.png."""
+    pytest.importorskip("gradio")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    import app
+    from f2rvlm.models.tiny import save_tiny
+    from test_space_browser import FLAGS
+
+    store = _store(tmp_path / "index")
+    demo = app.build_demo(save_tiny(str(tmp_path / "model"), relevance_head=True), store=store)
+    app.launch(demo, prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True)
+    upload = write_exports_zip(tmp_path / "three-chats.zip", broken=True)
+    shot = tmp_path / "space-archive.png"
+    try:
+        with sync_api.sync_playwright() as playwright:
+            context = playwright.chromium.launch_persistent_context(
+                str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
+                viewport={"width": 1400, "height": 1000})
+            try:
+                page = context.new_page()
+                page.goto(demo.local_url)
+                page.locator("#archive-tab-button").click()
+                assert "No archive index yet" in page.locator("#archive-status").inner_text()
+                slider = page.locator("#archive-topk input[type=range]")
+                assert [slider.get_attribute(a) for a in ("min", "max")] + [slider.input_value()] == ["1", "50", "20"]
+                pickers = page.locator("#archive-picker").inner_text()
+                assert "embedding picker" in pickers and "(tagging mode)" in pickers
+
+                page.locator("#archive-upload input[type=file]").set_input_files(str(upload))
+                page.locator("#archive-upload").get_by_text("three-chats.zip").first.wait_for(timeout=30_000)
+                page.locator("#archive-add").click()
+                page.locator("#archive-status").get_by_text("3 conversation(s)").wait_for(timeout=120_000)
+                report = page.locator("#archive-report").inner_text()
+                assert "3 chat(s) added" in report and "broken-result.json" in report
+
+                page.locator("#archive-query textarea").fill(QUERY)
+                page.locator("#archive-search").click()
+                page.locator("#archive-result .f2-conv").first.wait_for(timeout=60_000)
+                conversations = page.locator("#archive-result .f2-conv").evaluate_all(
+                    "els => els.map(e => [e.dataset.dialogueId, e.querySelectorAll('.f2-turn.hit').length])")
+                assert sorted(name for name, _ in conversations) == sorted(THREE)
+                assert all(hits >= 1 for _, hits in conversations)
+                page.screenshot(path=str(shot), full_page=True)
+
+                # the Space's own model as the picker, named in the result
+                page.locator("#archive-picker").get_by_text("tagging mode").click()
+                page.locator("#archive-search").click()
+                page.locator("#archive-result").get_by_text("turns picked by F2RVLM model").wait_for(timeout=60_000)
+
+                page.locator("#archive-delete").click()
+                page.locator("#archive-status").get_by_text("No archive index yet").wait_for(timeout=30_000)
+                assert page.locator("#archive-result .f2-conv").count() == 0
+            finally:
+                context.close()
+    finally:
+        demo.close()
+    assert not store.exists() and shot.stat().st_size > 10_000
+    keep = ROOT / "outputs" / "screenshots"
+    keep.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, keep / shot.name)
