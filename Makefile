@@ -19,7 +19,7 @@ install: $(VENV)/.installed ## create .venv and install f2rvlm with the extras t
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e ".[train,space,data,corpus,dev]"
+	$(VENV)/bin/pip install -q -e ".[train,space,data,corpus,serve,dev]"
 	touch $@
 
 test: install ## run the fast test suite (offline, tiny models)

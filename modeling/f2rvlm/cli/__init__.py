@@ -1,10 +1,12 @@
 """The `f2rvlm` command line.
 
     f2rvlm retrieve --model DIR --dialogue chat.json --query "the flat we viewed" [--json]
+    f2rvlm retrieve --endpoint http://127.0.0.1:8000/v1 --dialogue chat.json --query "..."
     f2rvlm eval --predictions preds.jsonl [--json]
     f2rvlm merge --shards infer_result.jsonl --original MLDR_val.json --out preds.jsonl
     f2rvlm tiny --family qwen2_vl --out DIR
-    f2rvlm export --model DIR --out DIR
+    f2rvlm export --model DIR --out DIR [--for-serving]
+    f2rvlm serve --model SERVING_DIR [--port 8000] [--backend auto|vllm|transformers]
     f2rvlm convert --base DIR --adapter DIR --out DIR
     f2rvlm data synth --num-dialogues 200 --seed 0 --language en --out DIR
     f2rvlm data build --from-release DIR --out DIR [--wechat] [--on-error skip]
@@ -55,14 +57,25 @@ def load_dialogue_file(path: str):
 
 
 def cmd_retrieve(args) -> int:
-    from ..models.hub import load_model
-
+    if (args.model is None) == (args.endpoint is None):
+        raise UserError("give exactly one of --model (in process) and --endpoint (a served model)")
     dialogue = load_dialogue_file(args.dialogue)
-    model, processor = load_model(args.model, device=args.device)
-    results = model.retrieve(
-        dialogue, args.query, processor=processor, mode=args.mode, template=args.template,
-        constrained=not args.unconstrained, show_progress=True,
-    )
+    if args.endpoint:
+        from ..client import RetrievalClient
+
+        if args.mode not in (None, "generate") or args.unconstrained:
+            raise UserError("a served model answers in generate mode, grammar-constrained when the server can")
+        client = RetrievalClient(args.endpoint, args.served_model, timeout=args.timeout, retries=args.retries,
+                                 **({"template": args.template} if args.template else {}))
+        results = client.retrieve(dialogue, args.query)
+    else:
+        from ..models.hub import load_model
+
+        model, processor = load_model(args.model, device=args.device)
+        results = model.retrieve(
+            dialogue, args.query, processor=processor, mode=args.mode, template=args.template,
+            constrained=not args.unconstrained, show_progress=True,
+        )
     if args.json:
         print(json.dumps(results.to_dict(), ensure_ascii=False, indent=2))
     else:
@@ -123,11 +136,52 @@ def cmd_tiny(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from ..models.hub import export_model
+    from ..models.hub import export_for_serving, export_model
 
+    if args.for_serving:
+        path = export_for_serving(args.model, args.out, overwrite=args.overwrite)
+        print(f"serving folder (stock backbone, heads in f2rvlm_extras/) written to {path}; "
+              f"serve it with: f2rvlm serve --model {args.out}")
+        return 0
     path = export_model(args.model, args.out, overwrite=args.overwrite)
     print(f"F2RVLM model exported to {path}")
     return 0
+
+
+def cmd_serve(args) -> int:
+    import signal
+    import subprocess
+
+    from ..serving.launch import find_free_port, server_command, start_server, stop_server
+
+    config_file = os.path.join(args.model, "config.json")
+    if not os.path.isfile(config_file):
+        raise UserError(f"{args.model}: not a model folder (no config.json)")
+    with open(config_file, encoding="utf-8") as f:
+        model_type = json.load(f).get("model_type", "")
+    if model_type.startswith("f2rvlm_"):
+        raise UserError(f"{args.model} is an F2RVLM folder; servers load the stock backbone: "
+                        f"f2rvlm export --for-serving --model {args.model} --out DIR, then serve DIR")
+    port = args.port or find_free_port(args.host)
+    command = server_command(
+        args.model, backend=args.backend, host=args.host, port=port, served_model_name=args.served_model_name,
+        tensor_parallel_size=args.tensor_parallel_size, max_model_len=args.max_model_len,
+        max_images=args.max_images, gpu_memory_utilization=args.gpu_memory_utilization, device=args.device,
+        dtype=args.dtype, vllm=args.vllm)
+    if args.print_command:
+        print(subprocess.list2cmdline(command.argv))
+        return 0
+    print(f"starting {command.backend}: {subprocess.list2cmdline(command.argv)}", file=sys.stderr)
+    process = start_server(command, timeout=args.startup_timeout)
+    grammar = "enforced by the server" if command.grammar else "not enforced by this server (the client filters)"
+    print(f"serving {args.model} at {command.base_url} (backend {command.backend}, model "
+          f"{command.model!r}; answer grammar {grammar})", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: stop_server(process))
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        stop_server(process)
+        return 130
 
 
 def cmd_convert(args) -> int:
@@ -150,7 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("retrieve", help="retrieve the fragment of a dialogue that matches a query")
-    p.add_argument("--model", required=True, help="model folder or Hub repo id")
+    p.add_argument("--model", help="model folder or Hub repo id (in process)")
+    p.add_argument("--endpoint", help="an OpenAI-compatible server's base URL (f2rvlm serve), instead of --model")
+    p.add_argument("--served-model", default=None, help="with --endpoint: the model name (default: the server's first)")
+    p.add_argument("--timeout", type=float, default=300.0, help="with --endpoint: seconds per request")
+    p.add_argument("--retries", type=int, default=2, help="with --endpoint: retries of a failed request")
     p.add_argument("--dialogue", required=True, help="dialogue JSON or a chat export")
     p.add_argument("--query", required=True)
     p.add_argument("--mode", default=None, choices=list(RETRIEVAL_MODES),
@@ -191,7 +249,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--for-serving", action="store_true",
+                   help="the stock Qwen-VL folder vLLM/SGLang/transformers serve (heads kept in f2rvlm_extras/)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("serve", help="serve a --for-serving folder on an OpenAI-compatible endpoint "
+                       "(vLLM when installed, else transformers serve)")
+    p.add_argument("--model", required=True, help="a serving folder (f2rvlm export --for-serving)")
+    p.add_argument("--backend", default="auto", choices=["auto", "vllm", "transformers"])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    p.add_argument("--served-model-name", default=None, help="vLLM: the model name (default: the folder's name)")
+    p.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM: GPUs per model")
+    p.add_argument("--max-model-len", type=int, default=None, help="vLLM: context length (prompt + answer)")
+    p.add_argument("--max-images", type=int, default=64, help="vLLM: --limit-mm-per-prompt images per request")
+    p.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vLLM: share of GPU memory it takes")
+    p.add_argument("--device", default="auto", help="transformers: device ('auto', 'cpu', 'cuda:0')")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--vllm", default="vllm", help="the vllm command (e.g. the one in its own virtualenv)")
+    p.add_argument("--startup-timeout", type=float, default=900.0, help="seconds to wait for the server")
+    p.add_argument("--print-command", action="store_true", help="print the server command line and exit")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("convert", help="merge the released LoRA adapter into its base into an F2RVLM folder")
     p.add_argument("--base", required=True, help="backbone folder, e.g. Qwen2-VL-7B-Instruct")

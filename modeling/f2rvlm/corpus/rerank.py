@@ -1,6 +1,10 @@
-"""A reranker without a generative model: inside each recalled fragment, the turns whose embedding
-is closest to the query. It has the `retrieve_batch` shape of an F2RVLM model, so
-`FragmentIndex.search(query, reranker=EmbeddingPicker(embedder))` works the same way."""
+"""Rerankers besides an in-process F2RVLM model, all with its `retrieve_batch` shape, so
+`FragmentIndex.search(query, reranker=...)` works the same way with each:
+
+- `EmbeddingPicker`: no generative model; inside each recalled fragment, the turns whose embedding
+  is closest to the query.
+- `EndpointReranker`: an F2RVLM model served behind an OpenAI-compatible endpoint
+  (`f2rvlm serve`), the fragments sent concurrently through `f2rvlm.client.RetrievalClient`."""
 
 from __future__ import annotations
 
@@ -59,3 +63,18 @@ class EmbeddingPicker:
             images = [k for k, h in enumerate(hosts) if h in top]
             out.append(Pick(top, images, {"utterances": {i: float(s) for i, s in enumerate(sims)}}))
         return out
+
+
+class EndpointReranker:
+    """Reranks through a served model: `FragmentIndex.search(q, reranker=EndpointReranker(url))`.
+
+    Keyword arguments go to `RetrievalClient` (model, concurrency, timeout, retries, template...);
+    `retrieve_batch` sends every recalled fragment at once, `concurrency` of them in flight."""
+
+    def __init__(self, base_url: str, **client_kwargs):
+        from ..client import RetrievalClient
+
+        self.client = RetrievalClient(base_url, **client_kwargs)
+
+    def retrieve_batch(self, pairs, processor=None, batch_size: int = 8, show_progress: bool = False, **kwargs):
+        return self.client.retrieve_batch(pairs, show_progress=show_progress, **kwargs)

@@ -7,6 +7,8 @@
   _f2rvlm.py, protocol.py, dialogue.py), written atomically.
 - `convert_released(base, adapter, out)`: the released PEFT LoRA adapter merged into its
   Qwen2-VL base, saved as an F2RVLM folder.
+- `export_for_serving(src, out)`: the backbone in its native architecture (a stock Qwen-VL folder
+  that vLLM, SGLang or transformers load without custom code), heads kept in a subfolder.
 """
 
 from __future__ import annotations
@@ -259,4 +261,182 @@ def convert_released(base: str, adapter: str, out: str, overwrite: bool = False,
     return _atomic_write(out, overwrite, lambda tmp: save_f2rvlm_folder(model, processor, tmp))
 
 
-__all__ = ["ModelFolderError", "convert_released", "export_model", "load_model", "register", "save_f2rvlm_folder"]
+#: Family -> the stock transformers classes of its backbone (config, model), by name.
+STOCK_CLASSES = {
+    "qwen2_vl": ("Qwen2VLConfig", "Qwen2VLForConditionalGeneration"),
+    "qwen2_5_vl": ("Qwen2_5_VLConfig", "Qwen2_5_VLForConditionalGeneration"),
+    "qwen3_vl": ("Qwen3VLConfig", "Qwen3VLForConditionalGeneration"),
+}
+#: Stock processor class per family (written into the processor files; never instantiated here:
+#: the stock Qwen-VL processors need torchvision for their video processor).
+STOCK_PROCESSORS = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor", "qwen3_vl": "Qwen3VLProcessor"}
+#: Where a serving folder keeps what served generation does not use (heads, text scorer, F2RVLM config).
+SERVING_EXTRAS = "f2rvlm_extras"
+_HEAD_PREFIXES = ("relevance_head.", "topic_head.", "text_scorer.")
+_SERVING_README = """# {name} (serving export)
+
+The backbone of an F2RVLM checkpoint in its native `{model_type}` architecture
+(`{architecture}`): vLLM, SGLang and transformers load this folder without custom code.
+
+    vllm serve . --limit-mm-per-prompt '{{"image": 64}}'    # or: f2rvlm serve --model .
+
+Served generation is the paper's generate mode: the model writes
+`<|utt_ids_start|>[...]<|utt_ids_end|>;<|img_ids_start|>[...]<|img_ids_end|>`. Send the answer
+grammar with each request (`f2rvlm.core.protocol.answer_regex`, as vLLM `structured_outputs`);
+`f2rvlm.client.RetrievalClient` renders the released prompt, sends it and parses the answer.
+
+`{extras}/` holds what served generation does NOT use: {extras_list}. They serve the in-process
+"tagging" / "guided" modes (`f2rvlm.models.hub.load_model` on the original F2RVLM folder).
+"""
+
+
+def export_for_serving(src: str, out: str, overwrite: bool = False) -> str:
+    """Write `src` (an F2RVLM folder or Hub repo id) as a stock Qwen-VL folder for serving.
+
+    - `config.json`: the stock config (`model_type` qwen2_vl / qwen2_5_vl / qwen3_vl, no `auto_map`),
+      the retrieval fields removed; for Qwen2-VL / Qwen2.5-VL the text settings are also written at
+      the top level and the rope settings also as `rope_scaling` / `rope_theta`, the way
+      transformers 4.x (and the released folders) write them, so engines pinned to transformers 4
+      read it too.
+    - weights: saved by the stock `...ForConditionalGeneration` class (its checkpoint key names);
+      every backbone weight must load, only head weights may be left over.
+    - tokenizer files, `chat_template.jinja` (also inside `tokenizer_config.json`),
+      `preprocessor_config.json` (the image processor, `max_pixels` / `min_pixels` included),
+      `generation_config.json`.
+    - `f2rvlm_extras/`: relevance/topic head weights (`heads.safetensors`), the text scorer's
+      weights and tokenizer, and the F2RVLM `config.json` they belong to; `README.md` says that
+      served generation does not use them.
+    """
+    import dataclasses
+
+    import torch
+    import transformers
+    from huggingface_hub import snapshot_download
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    from transformers import AutoConfig, GenerationConfig
+
+    from .configuration_f2rvlm import F2RVLMConfigMixin
+    from .processing_f2rvlm import F2RVLMProcessor
+
+    register()
+    if os.path.isdir(src):
+        _check_folder(src)
+        folder = src
+    else:
+        folder = snapshot_download(src)
+    config = AutoConfig.from_pretrained(folder)
+    family = family_for_model_type(config.model_type).name
+    config_name, model_name = STOCK_CLASSES[family]
+    retrieval_fields = {f.name for f in dataclasses.fields(F2RVLMConfigMixin)}
+    stock_config = getattr(transformers, config_name)(**{
+        k: v for k, v in config.to_dict().items()
+        if k not in retrieval_fields and k not in ("model_type", "architectures", "auto_map", "transformers_version")})
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # the head weights left over are expected: checked below
+    try:
+        model, info = getattr(transformers, model_name).from_pretrained(
+            folder, config=stock_config, dtype="auto", output_loading_info=True)
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    leftover = [k for k in info["unexpected_keys"] if not k.startswith(_HEAD_PREFIXES)]
+    if info["missing_keys"] or leftover or info.get("mismatched_keys"):
+        raise ModelFolderError(f"{src}: the backbone weights do not fit {model_name} (missing "
+                               f"{sorted(info['missing_keys'])[:5]}, unexpected {leftover[:5]})")
+    processor = F2RVLMProcessor.from_pretrained(folder)
+    heads = {}
+    for name in sorted(n for n in os.listdir(folder) if n.endswith(".safetensors")):
+        with safe_open(os.path.join(folder, name), "pt") as f:  # a safetensors handle: keys() only
+            heads.update({k: f.get_tensor(k) for k in f.keys() if k.startswith(_HEAD_PREFIXES)})  # noqa: SIM118
+
+    def write(tmp: str) -> None:
+        model.save_pretrained(tmp)
+        try:
+            GenerationConfig.from_pretrained(folder).save_pretrained(tmp)
+        except OSError:
+            pass  # no generation_config.json: the stock one written by save_pretrained stays
+        _write_stock_processor(processor, tmp, STOCK_PROCESSORS[family])
+        if family in ("qwen2_vl", "qwen2_5_vl"):  # released under transformers 4.x (Qwen3-VL: 4.57+, v5 keys)
+            _add_legacy_config_keys(os.path.join(tmp, "config.json"))
+        extras = os.path.join(tmp, SERVING_EXTRAS)
+        os.makedirs(extras)
+        config.save_pretrained(extras)
+        _drop_auto_map(os.path.join(extras, "config.json"))
+        kept = ["the F2RVLM `config.json` (retrieval settings)"]
+        if heads:
+            save_file({k: v.contiguous() for k, v in heads.items()}, os.path.join(extras, "heads.safetensors"))
+            kept.append("head / text-scorer weights (`heads.safetensors`: "
+                        + ", ".join(sorted({k.split(".")[0] for k in heads})) + ")")
+        if processor.scorer_tokenizer is not None:
+            processor.scorer_tokenizer.save_pretrained(os.path.join(extras, F2RVLMProcessor.SCORER_SUBFOLDER))
+            kept.append(f"the text scorer's tokenizer (`{F2RVLMProcessor.SCORER_SUBFOLDER}/`)")
+        with open(os.path.join(tmp, "README.md"), "w", encoding="utf-8") as f:
+            f.write(_SERVING_README.format(name=os.path.basename(os.path.abspath(out)), model_type=family,
+                                           architecture=model_name, extras=SERVING_EXTRAS, extras_list="; ".join(kept)))
+        leftovers = [n for n in os.listdir(tmp) if n.endswith((".py", ".bin", ".pt", ".pth"))]
+        if leftovers:
+            raise RuntimeError(f"a serving folder must hold no code or pickled weights: {leftovers}")
+
+    with torch.no_grad():
+        return _atomic_write(out, overwrite, write)
+
+
+def _write_stock_processor(processor, out: str, processor_class: str) -> None:
+    """Tokenizer + image processor + chat template in the stock Qwen-VL file layout (what the
+    released Qwen2-VL folders carry), with no reference to F2RVLM code."""
+    processor.tokenizer.save_pretrained(out)
+    processor.image_processor.save_pretrained(out)
+    template = processor.chat_template or processor.tokenizer.chat_template
+    with open(os.path.join(out, "chat_template.jinja"), "w", encoding="utf-8") as f:
+        f.write(template)
+    for name in ("tokenizer_config.json", "preprocessor_config.json"):
+        path = os.path.join(out, name)
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        data.pop("auto_map", None)
+        data["processor_class"] = processor_class
+        if name == "tokenizer_config.json":
+            data["chat_template"] = template
+        else:  # transformers 4.x reads the pixel budget under these names
+            data["image_processor_type"] = "Qwen2VLImageProcessor"
+            size = data.get("size") or {}
+            if "shortest_edge" in size and "longest_edge" in size:
+                data["min_pixels"], data["max_pixels"] = size["shortest_edge"], size["longest_edge"]
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=True, ensure_ascii=False)
+            f.write("\n")
+
+
+def _add_legacy_config_keys(path: str) -> None:
+    """Top-level text settings and `rope_scaling` / `rope_theta` (transformers 4.x names) beside
+    the nested v5 ones; transformers 5 reads the folder the same (tested)."""
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    text = data.get("text_config") or {}
+    rope = text.get("rope_parameters") or {}
+    if "mrope_section" in rope:
+        legacy = {"type": "mrope", "mrope_section": rope["mrope_section"]}
+        text.setdefault("rope_scaling", legacy)
+        data.setdefault("rope_scaling", legacy)
+    if "rope_theta" in rope:
+        text.setdefault("rope_theta", rope["rope_theta"])
+        data.setdefault("rope_theta", rope["rope_theta"])
+    for key, value in text.items():
+        if key not in ("model_type", "dtype", "rope_parameters", "layer_types"):
+            data.setdefault(key, value)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def _drop_auto_map(path: str) -> None:
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    data.pop("auto_map", None)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+__all__ = ["STOCK_CLASSES", "ModelFolderError", "convert_released", "export_for_serving", "export_model", "load_model",
+           "register", "save_f2rvlm_folder"]
