@@ -8,7 +8,13 @@ import pytest
 import torch
 import transformers
 from f2rvlm.cli import main
-from f2rvlm.models.hub import SERVING_EXTRAS, STOCK_CLASSES, ModelFolderError, export_for_serving, load_model
+from f2rvlm.models.hub import (
+    SERVING_EXTRAS,
+    STOCK_CLASSES,
+    ModelFolderError,
+    export_for_serving,
+    load_model,
+)
 from f2rvlm.models.registry_f2rvlm import FAMILIES
 from f2rvlm.models.tiny import save_tiny
 

@@ -172,16 +172,20 @@ def cmd_serve(args) -> int:
         print(subprocess.list2cmdline(command.argv))
         return 0
     print(f"starting {command.backend}: {subprocess.list2cmdline(command.argv)}", file=sys.stderr)
-    process = start_server(command, timeout=args.startup_timeout)
+    process = start_server(command, timeout=args.startup_timeout, log=sys.stderr)  # stdout: the endpoint line only
     grammar = "enforced by the server" if command.grammar else "not enforced by this server (the client filters)"
     print(f"serving {args.model} at {command.base_url} (backend {command.backend}, model "
           f"{command.model!r}; answer grammar {grammar})", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: stop_server(process))
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # stop the server on SIGTERM as on Ctrl-C
     try:
         return process.wait()
     except KeyboardInterrupt:
         stop_server(process)
         return 130
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def cmd_convert(args) -> int:

@@ -14,6 +14,7 @@ answers valid on its side.
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def _processor_without_torchvision() -> None:
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     from transformers.cli.serve import Serve
 
     Serve(force_model=args.model, host=args.host, port=args.port, device=args.device, dtype=args.dtype,
-          log_level=args.log_level)
+          log_level=args.log_level)  # returns when uvicorn has shut down (SIGTERM, Ctrl-C)
+    os._exit(0)  # its inference thread is not a daemon and would keep the process alive
 
 
 if __name__ == "__main__":
