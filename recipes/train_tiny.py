@@ -38,6 +38,8 @@ ROOT = os.path.dirname(HERE)
 #: x 4 grammar-constrained rollouts) ~0.5 s. Step counts are FIXED (reproducible runs); the per-stage time
 #: caps only bite on a slower machine.
 SFT_STEPS_PER_MINUTE = 1500
+#: the evaluated systems, by key (`--systems`)
+SYSTEM_KEYS = ("zero_shot", "sft", "grpo_nocur", "grpo", "bm25", "minilm")
 GRPO_STEPS_PER_MINUTE = 110
 
 
@@ -92,6 +94,8 @@ def main(argv=None) -> int:
                    help="seed the token embeddings from the offline MiniLM (training.seed_token_embeddings)")
     p.add_argument("--sft_steps", type=int, default=None, help="override the planned SFT steps")
     p.add_argument("--grpo_steps", type=int, default=None, help="override the planned GRPO steps (each run)")
+    p.add_argument("--systems", nargs="+", default=None, choices=list(SYSTEM_KEYS),
+                   help="evaluate only these systems (default: all; the ablation runs sft grpo_nocur grpo)")
     args = p.parse_args(argv)
 
     if args.rewrite_results:
@@ -174,6 +178,8 @@ def main(argv=None) -> int:
         ("BM25 baseline", ["--model_name_or_path", "baseline:bm25", "--baseline_dev_rows", str(sizes["baseline_dev_rows"])], "bm25"),
         ("MiniLM baseline", ["--model_name_or_path", "baseline:minilm", "--baseline_dev_rows", str(sizes["baseline_dev_rows"])], "minilm"),
     ]
+    if args.systems:
+        systems = [system for system in systems if system[2] in args.systems]
     table, thresholds = {}, {}
     for label, extra, key in systems:
         folder = os.path.join(evals, key)

@@ -47,6 +47,13 @@ Retrieval fields (the same on every family):
         within `margin` of the best are selected; nothing when the best cosine is below
         `min_score`; token budget per text; drop speaker names from the query; weight of BM25 in
         the fused (standardised) score, 0 for the encoder alone.
+    text_scorer_head_margin (`float`, *optional*): with a scorer AND a relevance head, the
+        head's picks (probability above `retrieval_threshold`) join the scorer's selection when the
+        scorer scores them within this margin of its best item: the scorer (pretrained text
+        knowledge) vetoes the head where it is lost (real chats), the head extends the scorer to
+        whole fragments and photos where it was trained (synthetic MLDR). "generate" then decodes
+        under a grammar admitting exactly that selection (`generate_shortlist` unused). None: the
+        scorer alone.
     generate_shortlist (`int`, defaults to 0): with a scorer, "generate" decodes under a grammar
         that admits only the scorer's top-k utterances (and their images); 0 admits every id.
 """
@@ -87,6 +94,7 @@ class F2RVLMConfigMixin:
     text_scorer_max_length: int = 64
     text_scorer_strip_names: bool = False
     text_scorer_bm25_weight: float = 0.0
+    text_scorer_head_margin: float | None = None
     generate_shortlist: int = 0
 
     def __post_init__(self, **kwargs):

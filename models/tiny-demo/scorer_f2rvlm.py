@@ -31,6 +31,7 @@ class ScorerSettings:
     max_length: int = 64
     strip_names: bool = False
     bm25_weight: float = 0.0
+    head_margin: float | None = None
 
 
 def turn_text(speaker: str, text: str, captions: Sequence[str | None] = ()) -> str:
@@ -180,4 +181,24 @@ def select(scores: dict, settings: ScorerSettings) -> tuple[list[int], list[int]
     return utts, imgs
 
 
-__all__ = ["ScorerSettings", "TextScorer", "bm25", "lexical_tokens", "named_speakers", "select", "strip_speaker_names", "turn_text"]
+def select_with_head(scores: dict, head: dict, threshold: float, settings: ScorerSettings) -> tuple[list[int], list[int]]:
+    """The scorer's selection plus the head's picks (probability above `threshold`) that the scorer
+    scores within `head_margin` of its best: the scorer vetoes a head lost outside its training
+    domain, the head extends the scorer to whole fragments and their photos.
+
+    >>> scores = {"utterances": {0: 0.9, 1: 0.7, 2: 0.1}, "images": {0: 0.75}, "similarity": 0.9}
+    >>> head = {"utterances": {0: 0.2, 1: 0.8, 2: 0.9}, "images": {0: 0.6}}
+    >>> select_with_head(scores, head, 0.5, ScorerSettings(margin=0.0, head_margin=0.3))
+    ([0, 1], [0])
+    """
+    utts, imgs = select(scores, settings)
+    if not utts and not imgs:  # the scorer says nothing matches
+        return utts, imgs
+    every = list(scores["utterances"].values()) + list(scores["images"].values())
+    floor = max(every) - (settings.head_margin if settings.head_margin is not None else float("inf"))
+    extra_utts = {i for i, p in head["utterances"].items() if p > threshold and scores["utterances"].get(i, floor - 1) >= floor}
+    extra_imgs = {i for i, p in head["images"].items() if p > threshold and scores["images"].get(i, floor - 1) >= floor}
+    return sorted(set(utts) | extra_utts), sorted(set(imgs) | extra_imgs)
+
+
+__all__ = ["ScorerSettings", "TextScorer", "bm25", "lexical_tokens", "named_speakers", "select", "select_with_head", "strip_speaker_names", "turn_text"]

@@ -104,3 +104,35 @@ def test_bm25_fusion_changes_the_ranking_towards_shared_words(scored_model):
     scores = model.text_scorer.score_dialogue(dialogue, "zebra quilts", processor.scorer_tokenizer, settings)
     assert scores["utterances"][0] > scores["utterances"][1]  # BM25 (light stemming: quilts -> quilt) dominates
     assert -1.0 <= scores["similarity"] <= 1.0
+
+
+def test_head_picks_join_only_where_the_scorer_does_not_veto():
+    from f2rvlm.models.scorer_f2rvlm import select_with_head
+
+    scores = {"utterances": {0: 0.9, 1: 0.7, 2: 0.1}, "images": {0: 0.75, 1: 0.0}, "similarity": 0.9}
+    head = {"utterances": {0: 0.1, 1: 0.8, 2: 0.99}, "images": {0: 0.6, 1: 0.9}}
+    rule = ScorerSettings(margin=0.0, head_margin=0.25)
+    assert select_with_head(scores, head, 0.5, rule) == ([0, 1], [0])  # 2 and image 1: vetoed by the scorer
+    assert select_with_head(scores, head, 0.95, rule) == ([0], [])  # the head's threshold applies
+    assert select_with_head(scores, head, 0.5, dataclasses.replace(rule, head_margin=1.0)) == ([0, 1, 2], [0, 1])
+    assert select_with_head(scores, head, 0.5, dataclasses.replace(rule, min_score=0.95)) == ([], [])
+
+
+def test_head_margin_routes_tagging_and_generation_through_the_head():
+    from f2rvlm.models.tiny import build_tiny
+
+    model, processor = build_tiny("qwen2_vl", "test", relevance_head=True, text_scorer=True,
+                                  text_scorer_speaker_boost=1.0)
+    config = model.config
+    saved = (config.text_scorer_head_margin, config.text_scorer_margin)
+    try:
+        config.text_scorer_margin = 0.0
+        alone = model.retrieve(DIALOGUE, QUERY, processor=processor, mode="tagging")
+        config.text_scorer_head_margin = 10.0  # veto nothing: the head's picks all join
+        with_head = model.retrieve(DIALOGUE, QUERY, processor=processor, mode="tagging", threshold=0.01)
+        assert set(alone.utterance_ids) < set(with_head.utterance_ids)
+        assert with_head.scores == alone.scores  # the scorer's scores stay what the result reports
+        generated = model.retrieve(DIALOGUE, QUERY, processor=processor, mode="generate", threshold=0.01)
+        assert generated.utterance_ids and set(generated.utterance_ids) <= set(with_head.utterance_ids)
+    finally:
+        config.text_scorer_head_margin, config.text_scorer_margin = saved

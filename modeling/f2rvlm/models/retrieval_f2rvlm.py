@@ -27,7 +27,7 @@ from .generation_f2rvlm import (
     plan_windows,
 )
 from .registry_f2rvlm import get_mode
-from .scorer_f2rvlm import ScorerSettings, select
+from .scorer_f2rvlm import ScorerSettings, select, select_with_head
 
 
 @dataclass
@@ -193,8 +193,9 @@ def _answer_batch(model, rows, processor, mode, template, constrained, threshold
     """[(text, global utterance ids, window image ids, window scores)] for one batch of windows."""
     dialogues = [d for d, _ in rows]
     scorer_scores = _scorer_scores(model, rows, processor, mode)
-    if mode == "tagging" and scorer_scores is not None:  # the scorer answers alone: no VLM pass
-        settings = _scorer_settings(model.config)
+    settings = _scorer_settings(model.config)
+    with_head = scorer_scores is not None and settings.head_margin is not None and model.relevance_head is not None
+    if mode == "tagging" and scorer_scores is not None and not with_head:  # the scorer answers alone: no VLM pass
         results = []
         for scores in scorer_scores:
             utts, imgs = select(scores, settings)
@@ -206,9 +207,14 @@ def _answer_batch(model, rows, processor, mode, template, constrained, threshold
     inputs = inputs.to(model.device)
 
     probs = None
-    if mode in ("tagging", "guided") and scorer_scores is None:
+    if mode in ("tagging", "guided") and (scorer_scores is None or with_head) or (mode == "generate" and with_head):
         out = model(**inputs, relevance_positions=positions.to(model.device), logits_to_keep=1)
         probs = torch.sigmoid(out.relevance_logits.float()).cpu()  # (batch, num_positions)
+    if with_head:  # the scorer's selection, extended by the head's picks it does not veto
+        selections = [select_with_head(scores, _position_scores(position_map[b], probs[b]), threshold, settings)
+                      for b, scores in enumerate(scorer_scores)]
+        if mode == "tagging":
+            return [(_render(u, i), u, i, scores) for (u, i), scores in zip(selections, scorer_scores)]
 
     results = []
     if mode == "tagging":
@@ -225,21 +231,26 @@ def _answer_batch(model, rows, processor, mode, template, constrained, threshold
         scores = None
         if scorer_scores is not None:
             scores = scorer_scores[b]
-            if mode == "guided":
-                utt_ids, img_ids = select(scores, _scorer_settings(model.config))
+            if with_head:
+                utt_ids, img_ids = selections[b]
+            elif mode == "guided":
+                utt_ids, img_ids = select(scores, settings)
             else:  # generate: the VLM picks among the scorer's shortlist
                 utt_ids, img_ids = _shortlist(scores, dialogue, model.config.generate_shortlist)
         elif mode == "guided":
             scores = _position_scores(position_map[b], probs[b])
             utt_ids = [i for i in utt_ids if scores["utterances"].get(i, 0.0) > threshold]
             img_ids = [i for i in img_ids if scores["images"].get(i, 0.0) > threshold]
-        grammars.append(NonEmptyAnswerGrammar(utt_ids, img_ids) if mode == "guided" else AnswerGrammar(utt_ids, img_ids))
+        # guided answers never come back empty; nor does generation under the scorer's choices when the
+        # scorer found a match (whether anything matches is the scorer's call, which ids the VLM's)
+        non_empty = mode == "guided" or (scores is not None and scorer_scores is not None and bool(utt_ids or img_ids))
+        grammars.append(NonEmptyAnswerGrammar(utt_ids, img_ids) if non_empty else AnswerGrammar(utt_ids, img_ids))
         window_scores.append(scores)
 
     prompt_length = inputs["input_ids"].shape[1]
     budget = max_new_tokens or max(max_answer_length(len(d), d.num_images) for d in dialogues) + 1
     processors = LogitsProcessorList()
-    if constrained or mode == "guided":
+    if constrained or mode == "guided" or scorer_scores is not None:
         processors.append(AnswerConstraint(processor.tokenizer, grammars, prompt_length))
     tokenizer = processor.tokenizer
     generated = model.generate(
@@ -265,13 +276,15 @@ def _answer_batch(model, rows, processor, mode, template, constrained, threshold
 def _scorer_settings(config) -> ScorerSettings:
     return ScorerSettings(config.text_scorer_speaker_boost, config.text_scorer_margin, config.text_scorer_min_score,
                           config.text_scorer_max_length, config.text_scorer_strip_names,
-                          config.text_scorer_bm25_weight)
+                          config.text_scorer_bm25_weight, getattr(config, "text_scorer_head_margin", None))
 
 
 def _scorer_scores(model, rows, processor, mode) -> list[dict] | None:
     """Per window, the text scorer's scores when this mode reads them (else None)."""
     scorer = getattr(model, "text_scorer", None)
-    if scorer is None or (mode == "generate" and not model.config.generate_shortlist):
+    uses_scorer = model.config.generate_shortlist or (getattr(model.config, "text_scorer_head_margin", None) is not None
+                                                      and model.relevance_head is not None)
+    if scorer is None or (mode == "generate" and not uses_scorer):
         return None
     tokenizer = getattr(processor, "scorer_tokenizer", None)
     if tokenizer is None:

@@ -1,0 +1,150 @@
+#!/usr/bin/env python
+"""The paper's ablation at CPU scale, over seeds: SFT vs SFT+GRPO vs SFT+curriculum+GRPO.
+
+    python recipes/ablation.py --seeds 0 1 2 \
+        [--real_chats ../shared/data/locomo-dev] [--update_results_md]
+
+Per seed, `recipes/train_tiny.py` runs the same pipeline as the demo model (synthetic MLDR -> SFT ->
+curriculum -> GRPO without / with the curriculum, same steps), evaluating only the three ablation
+systems (`--systems sft grpo_nocur grpo`) on synthetic `validation` / `test_heldout` in every mode.
+With `--real_chats`, each stage's VLM is also run on the LoCoMo dev samples (utterance F1, the VLM
+alone: no text scorer; tagging at the threshold tuned on training rows). The table reports the mean
+and the spread (sample standard deviation, min-max) over seeds, and whether the paper's order holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+#: (label in train_tiny's table, stage folder) in the paper's order: each should beat the one before
+STAGES = (("SFT", "sft"), ("SFT+GRPO, no curriculum", "grpo_nocur"), ("SFT+GRPO, curriculum", "grpo"))
+MODES = ("generate", "guided", "tagging")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--budget_minutes", type=float, default=45.0,
+                   help="train_tiny budget per seed (>= 15: full plan); its stage time caps only guard the fixed steps")
+    p.add_argument("--sft_steps", type=int, default=8280, help="fixed SFT steps per seed (a 15-minute plan's)")
+    p.add_argument("--grpo_steps", type=int, default=138, help="fixed GRPO steps per run (a 15-minute plan's)")
+    p.add_argument("--out", default="outputs/ablation")
+    p.add_argument("--real_chats", default=None, help="LoCoMo dev conversations: also evaluate every stage on them")
+    p.add_argument("--dev_limit", type=int, default=None, help="first N dev samples only (smoke runs)")
+    p.add_argument("--update_results_md", action="store_true", help="rewrite the `ablation` section of RESULTS.md")
+    p.add_argument("--skip_training", action="store_true", help="reuse the seeds' finished runs in --out")
+    return p.parse_args(argv)
+
+
+def train_seed(seed: int, args) -> dict:
+    """train_tiny for one seed (three ablation systems only); its results.json."""
+    out = os.path.join(args.out, f"seed{seed}")
+    if not args.skip_training:
+        cmd = [sys.executable, os.path.join(HERE, "train_tiny.py"), "--seed", str(seed),
+               "--budget_minutes", str(args.budget_minutes), "--out", out, "--export_dir", os.path.join(out, "model"),
+               "--results_dir", os.path.join(out, "quality"), "--no-update_results_md",
+               "--sft_steps", str(args.sft_steps), "--grpo_steps", str(args.grpo_steps),
+               "--systems", *(key for _, key in STAGES)]
+        print("[ablation] $", " ".join(cmd), flush=True)
+        subprocess.run(cmd, cwd=ROOT, check=True)
+    with open(os.path.join(ROOT, out, "quality", "results.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def dev_scores(seed: int, results: dict, rows, args) -> dict:
+    """{stage label: {mode: dev utterance F1}} for the VLM of every stage of one seed."""
+    import torch
+    from bench_real_chat import evaluate_method
+    from f2rvlm.models.hub import load_model
+
+    torch.set_num_threads(2)
+    out = {}
+    for label, key in STAGES:
+        model, processor = load_model(os.path.join(ROOT, args.out, f"seed{seed}", key, "merged"))
+        threshold = (results.get("thresholds", {}).get(label) or {}).get("value", 0.5)
+        out[label] = {}
+        for mode in MODES:
+            def predict(d, q, model=model, processor=processor, mode=mode, threshold=threshold):
+                return model.retrieve(d, q, processor=processor, mode=mode, threshold=threshold).utterance_ids
+
+            out[label][mode] = evaluate_method(f"{label} {mode}", predict, rows)["f1"]
+            print(f"[ablation] seed {seed} dev {label} {mode}: {out[label][mode]}", flush=True)
+    return out
+
+
+def spread(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.4f} ± {sd:.4f} ({min(values):.4f}-{max(values):.4f})"
+
+
+def order_holds(means: list[float]) -> str:
+    return "yes" if all(a < b for a, b in itertools.pairwise(means)) else "no"
+
+
+def table(per_seed: dict, dev: dict) -> str:
+    """Markdown: one row per (split, mode), one column per stage (mean ± sd over seeds), order check."""
+    seeds = sorted(per_seed)
+    header = "| split | mode | " + " | ".join(label for label, _ in STAGES) + " | SFT < +GRPO < +curriculum |"
+    lines = [header, "|" + "---|" * (len(STAGES) + 3)]
+    for split in ("validation", "test_heldout"):
+        for mode in MODES:
+            cells, means = [], []
+            for label, _ in STAGES:
+                values = [per_seed[s]["table"][label][split][mode]["joint_metrics"]["global_f1"] for s in seeds]
+                cells.append(spread(values))
+                means.append(statistics.fmean(values))
+            lines.append(f"| synthetic {split} (joint F1) | {mode} | " + " | ".join(cells) + f" | {order_holds(means)} |")
+    for mode in MODES if dev else ():
+        cells, means = [], []
+        for label, _ in STAGES:
+            values = [dev[s][label][mode] for s in seeds]
+            cells.append(spread(values))
+            means.append(statistics.fmean(values))
+        lines.append(f"| LoCoMo dev (utterance F1) | {mode} | " + " | ".join(cells) + f" | {order_holds(means)} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    per_seed = {seed: train_seed(seed, args) for seed in args.seeds}
+    dev, conversion = {}, ""
+    if args.real_chats:
+        from f2rvlm.data.locomo import locomo_rows
+
+        rows, report = locomo_rows(args.real_chats)
+        rows = rows[: args.dev_limit] if args.dev_limit else rows
+        conversion = f"{len(rows)} LoCoMo dev samples ({report.summary().split(': ', 1)[-1]})"
+        dev = {seed: dev_scores(seed, per_seed[seed], rows, args) for seed in args.seeds}
+    body = table(per_seed, dev)
+    with open(os.path.join(ROOT, args.out, "ablation.json"), "w", encoding="utf-8") as f:
+        json.dump({"seeds": args.seeds, "budget_minutes": args.budget_minutes, "dev": dev,
+                   "synthetic": {s: r["table"] for s, r in per_seed.items()},
+                   "timings_s": {s: r["timings_s"] for s, r in per_seed.items()}}, f, indent=1)
+    print(body)
+    if args.update_results_md:
+        import runpy
+
+        results = runpy.run_path(os.path.join(ROOT, "benchmarks", "results.py"))
+        minutes = statistics.fmean(r["timings_s"]["total"] for r in per_seed.values()) / 60
+        command = "python recipes/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        text = (f"Seeds {', '.join(map(str, args.seeds))}; train_tiny with {args.sft_steps} SFT steps and {args.grpo_steps} GRPO steps per run "
+                f"({minutes:.1f} min per seed on 2 shared cores, training + evaluation); synthetic MLDR, first 100 rows "
+                f"per split; {conversion or 'no real-chat run'}. Cells: mean ± sample sd (min-max) over seeds. "
+                "Dev rows: the VLM alone (no text scorer), tagging at the threshold tuned on training rows.\n\n" + body)
+        results["update_section"]("ablation", text, command)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
