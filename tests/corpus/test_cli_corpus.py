@@ -93,3 +93,18 @@ def test_discord_media_folder_is_not_an_entry(tmp_path):
     with open_archive(str(tmp_path), report) as dialogues:
         assert [d.dialogue_id for d in dialogues] == ["chat.json"]
     assert [name for name, _ in report.skipped] == ["other_Files"]
+
+
+def test_cli_indexes_and_searches_with_the_qdrant_engine(tmp_path, capsys):
+    import pytest
+
+    pytest.importorskip("qdrant_client")
+    out = str(tmp_path / "idx")
+    chat = tmp_path / "chat.json"
+    chat.write_text(_chat(["cat", "car", "cake"]))
+    assert main(["corpus", "index", str(chat), "--out", out, "--embedder", "hashing", "--backend", "qdrant",
+                 "--quiet"]) == 0
+    assert "(qdrant)" in capsys.readouterr().out
+    assert main(["corpus", "search", "--index", out, "--query", "oven sugar", "--top-k", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["dialogues"][0]["utterance_ids"] == [8, 9, 10, 11]  # the cake turns (third topic)

@@ -150,7 +150,8 @@ def add_corpus_parser(sub) -> None:
     q.add_argument("--add", action="store_true", help="add to the existing index at --out (only the new chats are written)")
     q.add_argument("--overwrite", action="store_true", help="replace an existing index (atomically)")
     q.add_argument("--embedder", default="minilm", help="minilm (default, offline) or hashing")
-    q.add_argument("--backend", default=None, choices=["faiss", "numpy"], help="vector engine (default: faiss when installed)")
+    q.add_argument("--backend", default=None, choices=["faiss", "numpy", "qdrant"],
+                   help="vector engine (default: faiss when installed; qdrant: local mode, or the server named by F2RVLM_QDRANT_URL)")
     q.add_argument("--images-dir", default=None)
     q.add_argument("--max-size", type=int, default=24, help="most turns in a fragment")
     q.add_argument("--min-size", type=int, default=2)
