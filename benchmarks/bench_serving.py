@@ -134,8 +134,9 @@ def main() -> None:
     header = ["path", "answer grammar", "requests", "seconds", "requests/s", "invalid answers"]
     turns = f"first {args.turns} turns" if args.turns else "whole dialogues"
     body = (f"Model: {args.model or 'tiny Qwen2-VL (size test, seed 0, random weights)'}; server: {backend}; "
-            f"{args.requests} synthetic validation pairs ({turns}), at most {args.max_tokens or 'the answer-length'} "
-            "new tokens, greedy. Invalid answers: not strictly parsable or naming an id outside the dialogue, "
+            f"{args.requests} synthetic validation pairs ({turns}), "
+            f"{f'at most {args.max_tokens} new tokens' if args.max_tokens else 'the longest possible answer as token budget'}, "
+            "greedy. Invalid answers: not strictly parsable or naming an id outside the dialogue, "
             "before the client's lenient parse and id filter (after them every result is valid).\n\n"
             + markdown_table(header, rows))
     if backend == "transformers":
