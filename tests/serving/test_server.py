@@ -1,14 +1,10 @@
 """A real server: `f2rvlm serve` (transformers serve here: vLLM's CPU build does not run on this
-machine, docs/environment.md) on a tiny seeded Qwen2-VL exported with `--for-serving`, driven
-through `RetrievalClient` and `f2rvlm retrieve --endpoint`."""
+machine, docs/environment.md) on a tiny seeded Qwen2-VL exported with `--for-serving`
+(`served_tiny.served`, shared with the Space and corpus tests), driven through `RetrievalClient`
+and `f2rvlm retrieve --endpoint`."""
 
 import json
-import os
 import random
-import re
-import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -16,32 +12,11 @@ from f2rvlm.cli import main
 from f2rvlm.client import RetrievalClient
 from f2rvlm.models.hub import load_model
 from f2rvlm.models.tiny import save_tiny
+from serving import served_tiny
 
 pytest.importorskip("openai")
 pytest.importorskip("fastapi")
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """(base URL, F2RVLM folder, serving folder) of a running `f2rvlm serve`."""
-    root = tmp_path_factory.mktemp("served")
-    src = save_tiny(str(root / "f2rvlm"), family="qwen2_vl", seed=0)
-    out = str(root / "serving")
-    assert main(["export", "--model", src, "--out", out, "--for-serving"]) == 0
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    with open(root / "server.log", "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "f2rvlm.cli", "serve", "--model", out, "--port", "0", "--backend", "transformers",
-             "--device", "cpu", "--startup-timeout", "240"],
-            stdout=subprocess.PIPE, stderr=log, text=True, env=env, start_new_session=True)
-    try:
-        line = process.stdout.readline()  # printed once the server answers /health
-        match = re.search(r" at (http://\S+/v1) \(backend transformers", line)
-        assert match, f"f2rvlm serve printed {line!r}; log: {(root / 'server.log').read_text()[-2000:]}"
-        yield match.group(1), src, out
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(30)
+served = served_tiny.served  # the shared server fixture
 
 
 def _pairs(count, turns=None, split="validation"):
