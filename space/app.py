@@ -1,9 +1,10 @@
 """F2RVLM Space: upload a chat export, ask for a fragment, see the retrieved turns and photos.
 
-    python space/app.py [--model DIR_OR_REPO]      # http://127.0.0.1:7860 (GRADIO_SERVER_PORT/NAME)
+    python space/app.py [--model DIR_OR_REPO | --endpoint URL]   # http://127.0.0.1:7860 (GRADIO_SERVER_PORT/NAME)
 
-The model comes from `--model`, else $F2RVLM_MODEL, else a tiny CPU model built on first run
-(`f2rvlm_space.engine.resolve_default_model`). Tests build the app in-process with `build_demo`
+The model comes from `--model`, else a served model (`--endpoint URL` or $F2RVLM_ENDPOINT: calls go
+through `f2rvlm.client.RetrievalClient`), else $F2RVLM_MODEL, else a tiny CPU model built on first
+run (`f2rvlm_space.engine.make_retriever`, `resolve_default_model`). Tests build the app in-process with `build_demo`
 and start it with `launch`, exactly as `main` does.
 
 API (gradio_client): `Client(url).predict(handle_file(path), "query", api_name="/retrieve")`
@@ -82,7 +83,7 @@ def build_demo(model_path: str | None = None, limits: ImportLimits | None = None
     """The Space as a `gr.Blocks` (queue configured); the model is loaded here, before launch.
     `store`: the archive tab's index (default: `archive.ArchiveStore` in `archive.archive_dir()`)."""
     limits = limits or engine.SPACE_LIMITS
-    retriever = retriever or engine.Retriever(model_path)
+    retriever = retriever or engine.make_retriever(model_path)
     store = store or archive.ArchiveStore()
     store.retriever = store.retriever or retriever  # the archive's "model" picker is this model
     choices = retriever.choices()
@@ -164,7 +165,7 @@ def build_demo(model_path: str | None = None, limits: ImportLimits | None = None
             record = engine.result_record(session, queries[0], out)
             record["chat"] = session.summary()
             return record
-        except ValueError as err:
+        except (ValueError, engine.EndpointError) as err:
             raise gr.Error(str(err)) from None
         finally:
             session.close()
@@ -188,15 +189,16 @@ def build_demo(model_path: str | None = None, limits: ImportLimits | None = None
         return store.status_markdown(), "The archive index was deleted." if removed else "There was no index.", ""
 
     def archive_search(text, top_k, picker):
+        picker = picker or store.default_picker()
         try:
-            found = store.search(text, top_k, picker or store.default_picker())
-        except ValueError as err:
+            found = store.search(text, top_k, picker)
+        except (ValueError, engine.EndpointError) as err:
             return render.message_html(str(err))
-        return archive.results_html(store.index, found, store.picker_label(picker or store.default_picker()))
+        return archive.results_html(store.index, found, store.answered_label(picker))
 
     # -- layout --------------------------------------------------------------------------------
     with gr.Blocks(title=TITLE, delete_cache=(600, 3600)) as demo:
-        gr.Markdown(f"# {TITLE}\n{INTRO}\n\n**Model:** {retriever.description}", elem_id="model-info")
+        model_info = gr.Markdown(f"# {TITLE}\n{INTRO}\n\n**Model:** {retriever.description}", elem_id="model-info")
         with gr.Tab("One chat", id="chat-tab", elem_id="chat-tab"):
             session = gr.State(None, time_to_live=3600, delete_callback=_close)
             with gr.Row():
@@ -267,6 +269,9 @@ def build_demo(model_path: str | None = None, limits: ImportLimits | None = None
         archive_search_button.click(archive_search, archive_inputs, archive_result, api_name="archive_search")
         archive_query.submit(archive_search, archive_inputs, archive_result, api_visibility="private")
         demo.load(store.status_markdown, None, archive_status, api_visibility="private")  # what others added since
+        if retriever.is_endpoint:  # what the server did with the answer grammar is known after its first answer
+            demo.load(lambda: f"# {TITLE}\n{INTRO}\n\n**Model:** {retriever.description}", None, model_info,
+                      api_visibility="private")
     demo.queue(default_concurrency_limit=int(os.environ.get("F2RVLM_CONCURRENCY", "4")), max_size=64)
     demo.f2rvlm_retriever = retriever  # tests compare against the same model
     demo.f2rvlm_limits = limits
@@ -300,9 +305,13 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None,
                         help="F2RVLM model folder or Hub repo id (default: $F2RVLM_MODEL, else the tiny CPU model)")
+    parser.add_argument("--endpoint", default=None,
+                        help="OpenAI base URL of a served F2RVLM model (f2rvlm serve; default: $F2RVLM_ENDPOINT)")
+    parser.add_argument("--endpoint-model", default=None, help="served model name (default: the first the server lists)")
     args = parser.parse_args(argv)
-    demo = build_demo(args.model)
-    print(f"F2RVLM Space: model {demo.f2rvlm_retriever.model_path} on {demo.f2rvlm_retriever.device}", flush=True)
+    demo = build_demo(retriever=engine.make_retriever(args.model, endpoint=args.endpoint,
+                                                      endpoint_model=args.endpoint_model))
+    print(f"F2RVLM Space: {demo.f2rvlm_retriever.description}", flush=True)
     launch(demo, prevent_thread_lock=True)
     print(f"F2RVLM Space running at {demo.local_url}", flush=True)
     demo.block_thread()

@@ -116,6 +116,17 @@ class RetrievalClient:
         #: lenient (answers that needed the lenient parse), grammar_sent, grammar_rejected.
         self.stats: Counter = Counter()
 
+    @property
+    def grammar_status(self) -> str:
+        """What became of the answer grammar so far: "off" (never sent: `server_grammar=False`),
+        "rejected" (the server refused the field; answers are made valid on this side), "accepted"
+        (sent with every request and answered: vLLM enforces it) or "unknown" (no answer yet)."""
+        if self.stats["grammar_rejected"]:
+            return "rejected"
+        if self.server_grammar is False:
+            return "off"
+        return "accepted" if self.stats["requests"] else "unknown"
+
     # -- public API --------------------------------------------------------------------------
     def retrieve(self, dialogue, query: str) -> RetrievalResult:
         return self.retrieve_batch([(dialogue, query)])[0]

@@ -254,14 +254,25 @@ class ArchiveStore:
         picker (the demo model is not a reranker: docs/corpus.md, section 4)."""
         if self.retriever is None:
             return "embeddings"
+        if self.retriever.is_endpoint:  # a served model was configured on purpose: it picks
+            return "model"
         size = sum(p.numel() for p in self.retriever.model.parameters())
         return "model" if size >= 50e6 else "embeddings"
 
     def picker_label(self, key: str) -> str:
+        if key == "model" and self.retriever is not None and self.retriever.is_endpoint:
+            return f"F2RVLM served model {self.retriever.client.model} at {self.retriever.base_url} (generate mode)"
         if key == "model" and self.retriever is not None:
             name = os.path.basename(os.path.normpath(self.retriever.model_path))
             return f"F2RVLM model {name} ({_ModelPicker(self.retriever).mode} mode)"
         return PICKERS[key]
+
+    def answered_label(self, key: str) -> str:
+        """`picker_label`, and for a served model also what became of the answer grammar (after a
+        search: the results say who picked the turns)."""
+        if key == "model" and self.retriever is not None and self.retriever.is_endpoint:
+            return f"F2RVLM {self.retriever.answered_by('generate')}"
+        return self.picker_label(key)
 
     def _picker(self, key: str, index: FragmentIndex):
         if key == "none":
@@ -269,7 +280,8 @@ class ArchiveStore:
         if key == "model":
             if self.retriever is None:
                 raise ValueError("this Space has no model loaded; pick the embedding picker")
-            return _ModelPicker(self.retriever)
+            # a served model: `EndpointRetriever.retrieve_batch` (EndpointReranker, failures as EndpointError)
+            return self.retriever if self.retriever.is_endpoint else _ModelPicker(self.retriever)
         if key != "embeddings":
             raise ValueError(f"unknown picker {key!r}; choose one of {', '.join(PICKERS)}")
         from f2rvlm.corpus.rerank import CachedEmbedder, EmbeddingPicker

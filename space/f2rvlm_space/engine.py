@@ -219,6 +219,8 @@ def check_work_limit(method: str, dialogue: Dialogue, available=()) -> None:
 class Retriever:
     """The F2RVLM model plus whatever baselines are installed, behind one `run` call."""
 
+    is_endpoint = False
+
     def __init__(self, model_path: str | None = None, device: str | None = None):
         from f2rvlm.models.hub import load_model
 
@@ -252,8 +254,8 @@ class Retriever:
         config = self.model.config
         name = os.path.basename(os.path.normpath(self.model_path)) or self.model_path
         size = sum(p.numel() for n, p in self.model.named_parameters() if not n.startswith("text_scorer."))
-        parts = [f"{name}: F2RVLM on {type(self.model).__name__.replace('F2RVLM', '').replace('ForConditionalGeneration', '')}"
-                 f" ({size / 1e6:.1f}M parameters), default mode {self.default_method}, on {self.device}"]
+        parts = [(f"{name}: F2RVLM on {type(self.model).__name__.replace('F2RVLM', '').replace('ForConditionalGeneration', '')}"
+                  f" ({size / 1e6:.1f}M parameters), default mode {self.default_method}, on {self.device}")]
         if size < 50e6:
             parts.append("a small demo VLM trained on a CPU on synthetic MLDR dialogues (not the paper's 7B model)")
         if getattr(self.model, "text_scorer", None) is not None:
@@ -289,15 +291,24 @@ class Retriever:
         check_work_limit(method, dialogue, self.methods)
         start = time.perf_counter()
         if method in MODEL_MODES:
-            with _MODEL_LOCK:
-                out = _run_model(self.key, dialogue, query, method, show_progress)
+            out = self._model_answer(method, dialogue, query, show_progress)
         else:
             out = self._run_baseline(method, dialogue, query)
         out["seconds"] = round(time.perf_counter() - start, 3)
         out["method"] = method
         if method in MODEL_MODES:
             out["model"] = self.model_path
+            out["answered_by"] = self.answered_by(method)
         return out
+
+    def _model_answer(self, method: str, dialogue: Dialogue, query: str, show_progress: bool) -> dict:
+        with _MODEL_LOCK:
+            return _run_model(self.key, dialogue, query, method, show_progress)
+
+    def answered_by(self, method: str) -> str:
+        """Which model answered, where, in which mode (shown beside each answer)."""
+        name = os.path.basename(os.path.normpath(self.model_path)) or self.model_path
+        return f"model {name}, in process on {self.device}, {method} mode"
 
     def _run_baseline(self, method: str, dialogue: Dialogue, query: str) -> dict:
         from f2rvlm.core.protocol import contiguous_spans, render_answer
@@ -310,6 +321,121 @@ class Retriever:
         return {"utterance_ids": utterance_ids, "image_ids": image_ids,
                 "spans": [list(s) for s in contiguous_spans(utterance_ids)],
                 "text": render_answer(utterance_ids, image_ids), "mode": method, "num_windows": 1, "scores": None}
+
+
+# ----------------------------------------------------------------------------------------------
+# A model served behind an OpenAI-compatible endpoint (`f2rvlm serve`, vLLM, docs/serving.md)
+# ----------------------------------------------------------------------------------------------
+class EndpointError(RuntimeError):
+    """The model server failed to answer; the message says which server and what to do."""
+
+
+def endpoint_settings(base_url: str | None = None, model: str | None = None) -> dict | None:
+    """`RetrievalClient` settings of the served model the Space should use, or None (the model runs
+    in process): `base_url` / `model` when given, else $F2RVLM_ENDPOINT (the server's OpenAI base
+    URL, `http://HOST:PORT/v1`), $F2RVLM_ENDPOINT_MODEL (the served name; default: the first the
+    server lists), $F2RVLM_ENDPOINT_API_KEY, $F2RVLM_ENDPOINT_TEMPLATE (the model's prompt template,
+    default the released one) and $F2RVLM_ENDPOINT_TIMEOUT (seconds per request, default 120)."""
+    from f2rvlm.core.protocol import DEFAULT_TEMPLATE
+
+    base_url = (base_url or os.environ.get("F2RVLM_ENDPOINT") or "").strip()
+    if not base_url:
+        return None
+    return {"base_url": base_url.rstrip("/"), "model": model or os.environ.get("F2RVLM_ENDPOINT_MODEL") or None,
+            "api_key": os.environ.get("F2RVLM_ENDPOINT_API_KEY") or "EMPTY",
+            "template": os.environ.get("F2RVLM_ENDPOINT_TEMPLATE") or DEFAULT_TEMPLATE,
+            "timeout": float(os.environ.get("F2RVLM_ENDPOINT_TIMEOUT") or 120), "retries": 1, "concurrency": 16}
+
+
+def make_retriever(model_path: str | None = None, device: str | None = None, endpoint: str | None = None,
+                   endpoint_model: str | None = None):
+    """The Space's model: an explicit `model_path` runs in process; else an endpoint (`endpoint`, or
+    $F2RVLM_ENDPOINT) is used through `EndpointRetriever`; else `resolve_default_model`'s choice."""
+    settings = None if model_path else endpoint_settings(endpoint, endpoint_model)
+    if settings is not None:
+        return EndpointRetriever(**settings)
+    return Retriever(model_path, device)
+
+
+class EndpointRetriever(Retriever):
+    """`Retriever` whose model is served elsewhere: the single-chat tab's model calls go through
+    `f2rvlm.client.RetrievalClient`, the archive tab's picker through `EndpointReranker` (one client
+    for both). A served model answers in generate mode only; the baselines still run here. Nothing
+    is loaded here, no model lock is taken (the server batches concurrent requests), and a server
+    that does not answer becomes an `EndpointError` whose message the UI shows."""
+
+    is_endpoint = True
+
+    def __init__(self, base_url: str, model: str | None = None, **client_kwargs):
+        from f2rvlm.corpus.rerank import EndpointReranker
+
+        self.reranker = EndpointReranker(base_url, model=model, **client_kwargs)
+        self.client = self.reranker.client
+        self.base_url = self.client.base_url
+        self.device = "endpoint"
+        self.has_head = False
+        self.model = self.processor = None
+        self.startup_error = self._ask_model_name() if model is None else None
+        self.model_path = f"{self.client.model or 'served model'} at {self.base_url}"
+        self.key = f"endpoint:{self.base_url}"
+        self._baselines: dict[str, object] = {}
+        self._baseline_errors: dict[str, str] = {}
+
+    def _ask_model_name(self) -> str | None:
+        """Fill in the served model's name from `/v1/models` (a short wait: the Space starts even
+        when the server does not answer yet; the name is then asked with the first request)."""
+        import json
+        import urllib.request
+
+        request = urllib.request.Request(f"{self.base_url}/models",
+                                         headers={"Authorization": f"Bearer {self.client.api_key}"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                models = json.loads(response.read()).get("data") or []
+        except (OSError, ValueError) as err:
+            return " ".join(f"{type(err).__name__}: {err}".split())[:200]
+        if models:
+            self.client.model = models[0]["id"]
+        return None
+
+    @property
+    def methods(self) -> list[str]:
+        return ["generate"] + [k for k in ("bm25", "embeddings") if _baseline_available(k)]
+
+    @property
+    def default_method(self) -> str:
+        return "generate"
+
+    @property
+    def description(self) -> str:
+        text = (f"served model {self.client.model or '(the first the server lists)'} at {self.base_url}, "
+                f"through its OpenAI-compatible API (generate mode only; {self._grammar_words()})")
+        if self.startup_error:
+            text += f"; ⚠️ the server did not answer at start-up ({self.startup_error})"
+        return text + "."
+
+    def _grammar_words(self) -> str:
+        return {"accepted": "grammar enforced by server: yes (sent with each request and accepted)",
+                "rejected": "grammar enforced by server: no (the server refused it; the client keeps only the "
+                            "chat's own ids)",
+                "off": "grammar enforced by server: no (not sent)",
+                "unknown": "grammar enforced by server: not known before the first answer"}[self.client.grammar_status]
+
+    def answered_by(self, method: str) -> str:
+        return f"served model {self.client.model} at {self.base_url}, {method} mode, {self._grammar_words()}"
+
+    def _model_answer(self, method: str, dialogue: Dialogue, query: str, show_progress: bool) -> dict:
+        return self.retrieve_batch([(dialogue, query)], mode=method)[0].to_dict()
+
+    def retrieve_batch(self, pairs, processor=None, batch_size: int = 8, show_progress: bool = False, **kwargs):
+        """The reranker shape (`FragmentIndex.search(..., reranker=self)`); failures as `EndpointError`."""
+        try:
+            return self.reranker.retrieve_batch(list(pairs), show_progress=show_progress, **kwargs)
+        except Exception as err:  # noqa: BLE001 - connection, HTTP, timeout: said in words, never a traceback
+            _LOG.warning("endpoint %s failed: %s", self.base_url, err)
+            detail = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+            raise EndpointError(f"The model server at {self.base_url} did not answer ({detail}). Try again in a "
+                                "moment; the BM25 and embeddings methods do not need it.") from None
 
 
 def _baseline_available(key: str) -> bool:
@@ -578,6 +704,7 @@ def result_record(session: ChatSession, query: str, out: dict) -> dict:
         "raw_answer": out["text"],
         "num_windows": out.get("num_windows", 1),
         "seconds": out["seconds"],
+        **({"answered_by": out["answered_by"]} if out.get("answered_by") else {}),
     }
 
 
@@ -598,7 +725,7 @@ def run_search(retriever: Retriever, session: ChatSession, queries: list[str], m
                 progress((q * len(methods) + m) / total, desc=f"query {q + 1}/{len(queries)} · {METHOD_LABELS[method]}")
             try:
                 out = retriever.run(method, session.dialogue, query, show_progress=progress is not None)
-            except WorkLimitError as err:  # this method is refused; the others still answer
+            except (WorkLimitError, EndpointError) as err:  # this method failed; the others still answer
                 results.append(error_record(query, method, str(err)))
                 continue
             results.append(result_record(session, query, out))

@@ -159,7 +159,9 @@ def _answer_html(dialogue: Dialogue, record: dict, cache: dict, labels: dict) ->
     else:
         body = '<div class="f2-gap">Nothing in the chat matches this query.</div>'
     raw = record["raw_answer"] if len(record["raw_answer"]) <= RAW_CHARS else record["raw_answer"][:RAW_CHARS] + " …"
-    return (head + f'<div class="f2-meta">{html.escape(meta)}<br><code>{html.escape(raw)}</code>'
+    answered_by = (f'<br><span class="f2-answered-by">answered by {html.escape(record["answered_by"])}</span>'
+                   if record.get("answered_by") else "")
+    return (head + f'<div class="f2-meta">{html.escape(meta)}{answered_by}<br><code>{html.escape(raw)}</code>'
             f"</div>{body}</div>")
 
 

@@ -104,6 +104,7 @@ def test_messages_are_the_released_prompt_with_data_urls():
 def test_grammar_sent_and_answers_filtered_in_order(fake):
     server = fake()
     client = RetrievalClient(server.url, concurrency=4)
+    assert client.grammar_status == "unknown"
     d = dialogue()
     results = client.retrieve_batch([(d, f"q{k}") for k in range(6)])
     assert [r.utterance_ids for r in results] == [[k] for k in range(6)]  # input order; 999 dropped, duplicate merged
@@ -113,6 +114,7 @@ def test_grammar_sent_and_answers_filtered_in_order(fake):
     assert body["structured_outputs"]["regex"] == answer_regex(range(6), range(2))
     assert body["model"] == "fake-model" and body["temperature"] == 0 and body["max_tokens"] > 0
     assert client.stats["requests"] == 6 and client.stats["strict"] == 6
+    assert client.grammar_status == "accepted"
 
 
 def test_grammar_dropped_once_when_the_server_rejects_it(fake, caplog):
@@ -121,6 +123,7 @@ def test_grammar_dropped_once_when_the_server_rejects_it(fake, caplog):
     results = client.retrieve_batch([(dialogue(), f"q{k}") for k in range(3)])
     assert [r.utterance_ids for r in results] == [[0], [1], [2]]
     assert client.server_grammar is False and client.stats["grammar_rejected"] == 1
+    assert client.grammar_status == "rejected" and RetrievalClient(server.url, server_grammar=False).grammar_status == "off"
     assert sum("structured_outputs" in b for b in server.bodies) == 1 and len(server.bodies) == 4
     assert "does not take the answer grammar" in caplog.text
     with pytest.raises(Exception, match="422"):  # server_grammar=True: the grammar is required
