@@ -108,3 +108,34 @@ def test_cli_indexes_and_searches_with_the_qdrant_engine(tmp_path, capsys):
     assert main(["corpus", "search", "--index", out, "--query", "oven sugar", "--top-k", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["dialogues"][0]["utterance_ids"] == [8, 9, 10, 11]  # the cake turns (third topic)
+
+
+from serving import served_tiny  # the shared `f2rvlm serve` fixture (tests/serving/served_tiny.py)
+
+served = served_tiny.served
+
+
+def test_search_reranks_through_a_served_model(served, tmp_path, capsys):
+    """`corpus search --endpoint`: every recalled fragment goes to a real `f2rvlm serve` (tiny
+    model); the picks lie inside their fragments and equal `EndpointReranker`'s own."""
+    from f2rvlm.corpus.rerank import EndpointReranker
+
+    url, _, name = served
+    out = str(tmp_path / "idx")
+    chats = []
+    for stem, topics in (("first", ["cat", "car"]), ("second", ["cake", "cat"])):
+        chats.append(tmp_path / f"{stem}.json")
+        chats[-1].write_text(_chat(topics))
+    for topic in LINES:
+        (tmp_path / f"{topic}.png").write_bytes(png_bytes())
+    assert main(["corpus", "index", *map(str, chats), "--out", out, "--embedder", "hashing", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["corpus", "search", "--index", out, "--query", "flour oven bake", "--top-k", "3", "--json",
+                 "--endpoint", url, "--endpoint-model", name, "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["reranked"] and len(result["fragments"]) == 3
+    for hit in result["fragments"]:
+        assert set(hit["utterance_ids"]) <= set(hit["fragment_utterance_ids"])
+    direct = FragmentIndex.load(out).search("flour oven bake", top_k=3, reranker=EndpointReranker(url, model=name))
+    assert [h["utterance_ids"] for h in result["fragments"]] == [h.utterance_ids for h in direct.fragments]
+    assert main(["corpus", "search", "--index", out, "--query", "x", "--endpoint", url, "--mode", "tagging"]) == 2

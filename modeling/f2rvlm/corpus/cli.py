@@ -2,6 +2,7 @@
 
     f2rvlm corpus index --out IDX chat1.txt chat2.zip --archive exports.zip [--add]
     f2rvlm corpus search --index IDX --query "the flat we viewed" [--top-k 20] [--model DIR] [--html hits.html]
+    f2rvlm corpus search --index IDX --query "..." --endpoint http://127.0.0.1:8000/v1 [--endpoint-model NAME]
     f2rvlm corpus eval --num-dialogues 40 [--embedder hashing]
 """
 
@@ -72,12 +73,23 @@ def cmd_search(args) -> int:
     from .index import FragmentIndex
     from .report import render_html
 
+    if args.model and args.endpoint:
+        raise ValueError("give at most one of --model (in process) and --endpoint (a served model)")
+    if args.endpoint and args.mode not in (None, "generate"):
+        raise ValueError("a served model answers in generate mode only")
     index = FragmentIndex.load(args.index)
     reranker = processor = None
     if args.model:
         from ..models.hub import load_model
 
         reranker, processor = load_model(args.model, device=args.device)
+    elif args.endpoint:
+        from .rerank import EndpointReranker
+
+        reranker = EndpointReranker(args.endpoint, model=args.endpoint_model, concurrency=args.concurrency,
+                                    timeout=args.timeout, retries=args.retries,
+                                    api_key=os.environ.get("F2RVLM_ENDPOINT_API_KEY") or "EMPTY",
+                                    **({"template": args.template} if args.template else {}))
     kwargs = {"mode": args.mode} if args.model else {}
     result = index.search(args.query, top_k=args.top_k, reranker=reranker, processor=processor, lexical=args.lexical,
                           show_progress=not args.quiet and reranker is not None, **kwargs)
@@ -167,6 +179,15 @@ def add_corpus_parser(sub) -> None:
     q.add_argument("--model", default=None, help="F2RVLM model folder: picks utterances/images inside each fragment")
     q.add_argument("--mode", default=None, help="retrieval mode (default: the model's)")
     q.add_argument("--device", default="cpu")
+    q.add_argument("--endpoint", default=None,
+                   help="instead of --model: the OpenAI base URL of a served F2RVLM model (f2rvlm serve); the recalled "
+                        "fragments are sent concurrently (EndpointReranker); API key from $F2RVLM_ENDPOINT_API_KEY")
+    q.add_argument("--endpoint-model", "--served-model", dest="endpoint_model", default=None,
+                   help="with --endpoint: the served model name (default: the first the server lists)")
+    q.add_argument("--concurrency", type=int, default=32, help="with --endpoint: requests in flight")
+    q.add_argument("--timeout", type=float, default=300.0, help="with --endpoint: seconds per request")
+    q.add_argument("--retries", type=int, default=2, help="with --endpoint: retries of a failed request")
+    q.add_argument("--template", default=None, help="with --endpoint: the model's prompt template (default: the released one)")
     q.add_argument("--html", default=None, help="write an HTML report of the hits here")
     q.add_argument("--context", type=int, default=2, help="context turns around each run in the HTML report")
     q.add_argument("--json", action="store_true")
