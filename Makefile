@@ -9,7 +9,7 @@ export GRADIO_ANALYTICS_ENABLED ?= False
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONDONTWRITEBYTECODE ?= 1
 
-.PHONY: help install test test-all demo demo-cli lint bench clean train-tiny demo-model realchat-model sync-demo-code space-bundle sample-exports
+.PHONY: help install test test-all demo demo-cli lint bench clean train-tiny demo-model realchat-model sync-demo-code space-bundle sample-exports serve
 
 help: ## this list
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,6 +33,11 @@ demo: install ## serve the Gradio Space on 127.0.0.1 (uses/builds the default mo
 
 demo-cli: install ## the default model on shipped sample dialogues, printed in the terminal
 	$(PY) -m f2rvlm.cli.demo
+
+PORT ?= 8000
+serve: install ## serve MODEL=DIR (an `f2rvlm export --for-serving` folder) on an OpenAI-compatible endpoint, PORT=8000 (docs/serving.md)
+	@test -n "$(MODEL)" || { echo "usage: make serve MODEL=outputs/serving/tiny-demo [PORT=8000]"; exit 2; }
+	$(VENV)/bin/f2rvlm serve --model $(MODEL) --port $(PORT)
 
 BUDGET ?= 30
 train-tiny: install ## CPU pipeline: synthetic data -> SFT -> curriculum -> GRPO -> eval -> export (BUDGET=30 minutes)
