@@ -9,7 +9,7 @@ export GRADIO_ANALYTICS_ENABLED ?= False
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONDONTWRITEBYTECODE ?= 1
 
-.PHONY: help install test test-all demo demo-cli lint bench clean train-tiny demo-model realchat-model sync-demo-code space-bundle sample-exports serve
+.PHONY: help install test test-all demo demo-cli lint bench clean train-tiny demo-model realchat-model ablation sync-demo-code space-bundle sample-exports serve
 
 help: ## this list
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,12 +43,17 @@ BUDGET ?= 30
 train-tiny: install ## CPU pipeline: synthetic data -> SFT -> curriculum -> GRPO -> eval -> export (BUDGET=30 minutes)
 	$(PY) recipes/train_tiny.py --budget_minutes $(BUDGET)
 
-demo-model: install ## rebuild the committed demo model models/tiny-demo (the train-tiny pipeline, fixed steps, ~30 min)
-	$(PY) recipes/train_tiny.py --budget_minutes $(BUDGET) --export_dir models/tiny-demo
-
 REAL_CHATS ?= ../shared/data/locomo-dev
-realchat-model: install ## the demo VLM + a MiniLM text scorer for real chats -> outputs/realchat-model (~50 min on 2 cores)
+demo-model: install ## rebuild the committed default model models/tiny-demo: train-tiny VLM, then its text scorer (~80 min on 2 cores)
+	$(PY) recipes/train_tiny.py --budget_minutes $(BUDGET) --export_dir models/tiny-demo
+	$(PY) recipes/train_scorer.py --vlm models/tiny-demo --real_chats $(REAL_CHATS) --out outputs/default-scorer --export_dir models/tiny-demo
+
+realchat-model: install ## only the text-scorer stage, on the committed VLM -> outputs/realchat-model (~50 min on 2 cores)
 	$(PY) recipes/train_scorer.py --vlm models/tiny-demo --real_chats $(REAL_CHATS) --out outputs/realchat-run --export_dir outputs/realchat-model
+
+ABLATION_SEEDS ?= 0 1 2
+ablation: install ## the paper's ablation (SFT / +GRPO / +curriculum) over seeds, synthetic + real-chat dev (~15 min a seed)
+	OMP_NUM_THREADS=1 $(PY) recipes/ablation.py --seeds $(ABLATION_SEEDS) --real_chats $(REAL_CHATS) --dev_limit 200 --update_results_md
 
 sync-demo-code: install ## re-copy the Hub remote-code files into models/tiny-demo (a test checks they match)
 	$(PY) -c "from f2rvlm.models.hub import write_remote_code; print(write_remote_code('models/tiny-demo'))"

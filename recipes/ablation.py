@@ -36,8 +36,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--budget_minutes", type=float, default=45.0,
                    help="train_tiny budget per seed (>= 15: full plan); its stage time caps only guard the fixed steps")
-    p.add_argument("--sft_steps", type=int, default=8280, help="fixed SFT steps per seed (a 15-minute plan's)")
-    p.add_argument("--grpo_steps", type=int, default=138, help="fixed GRPO steps per run (a 15-minute plan's)")
+    p.add_argument("--sft_steps", type=int, default=3000, help="fixed SFT steps per seed (the demo model: 16560)")
+    p.add_argument("--grpo_steps", type=int, default=100, help="fixed GRPO steps per run (the demo model: 303)")
     p.add_argument("--out", default="outputs/ablation")
     p.add_argument("--real_chats", default=None, help="LoCoMo dev conversations: also evaluate every stage on them")
     p.add_argument("--dev_limit", type=int, default=None, help="first N dev samples only (smoke runs)")
@@ -67,7 +67,7 @@ def dev_scores(seed: int, results: dict, rows, args) -> dict:
     from bench_real_chat import evaluate_method
     from f2rvlm.models.hub import load_model
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", 2)))
     out = {}
     for label, key in STAGES:
         model, processor = load_model(os.path.join(ROOT, args.out, f"seed{seed}", key, "merged"))

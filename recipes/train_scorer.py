@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import random
@@ -208,45 +209,67 @@ def pseudo_rows(conversations, n: int, seed: int) -> list[dict]:
     return rows
 
 
+def head_scores(model, processor, dialogue, query) -> dict | None:
+    """The relevance head's probabilities on one row (the scorer set aside), None without a head."""
+    if model.relevance_head is None:
+        return None
+    scorer, model.text_scorer = model.text_scorer, None
+    try:
+        return model.retrieve(dialogue, query, processor=processor, mode="tagging").scores
+    finally:
+        model.text_scorer = scorer
+
+
 def select_settings(model, processor, synthetic_rows, real_rows) -> dict:
-    """Margin and min score (tagging), shortlist (generate): best mean of synthetic joint F1 and
-    real-turn utterance F1 on the selection rows (scores computed once, the rule applied per cell)."""
+    """BM25 weight, margin, min score and head margin of the tagging rule: best mean of synthetic
+    joint F1 and real-turn utterance F1 on the selection rows (scorer and head scores computed once,
+    the rule applied per cell). `generate` decodes under the same selection (head margin set) or
+    under the scorer's top-k (`generate_shortlist`, picked the same way, without a head)."""
     from f2rvlm.models.retrieval_f2rvlm import _scorer_settings
-    from f2rvlm.models.scorer_f2rvlm import select
+    from f2rvlm.models.scorer_f2rvlm import select, select_with_head
 
     examples = {name: [row_example(row) for row in rows] for name, rows in (("synthetic", synthetic_rows),
-                                                                          ("real", real_rows))}
+                                                                          ("real", real_rows)) if rows}
+    heads = {name: [head_scores(model, processor, d, q) for d, q, _, _ in rows] for name, rows in examples.items()}
+    threshold = model.config.retrieval_threshold
     scored_rows: dict[str, list] = {}
 
-    def f1(name, margin, min_score) -> float:
-        rule = dataclasses.replace(_scorer_settings(model.config), margin=margin, min_score=min_score)
-        samples = [EvalSample(Answer(*select(scores, rule)), gold, n, m) for scores, gold, n, m in scored_rows[name]]
+    def f1(name, rule) -> float:
+        samples = []
+        for (scores, gold, n, m), head in zip(scored_rows[name], heads[name]):
+            chosen = select_with_head(scores, head, threshold, rule) if rule.head_margin is not None else select(scores, rule)
+            samples.append(EvalSample(Answer(*chosen), gold, n, m))
         report = evaluate(samples)
         return report.joint.f1 if name == "synthetic" else report.utterance.f1
 
     grid = []
+    head_margins = (None,) + ((0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0) if model.relevance_head is not None else ())
     for weight in (0.0, 0.5, 1.0):  # BM25 in the fused score (margins then in standard deviations)
         model.config.text_scorer_bm25_weight = weight
-        settings = _scorer_settings(model.config)
+        base = _scorer_settings(model.config)
         for name, rows in examples.items():
-            scored_rows[name] = [(model.text_scorer.score_dialogue(d, q, processor.scorer_tokenizer, settings),
+            scored_rows[name] = [(model.text_scorer.score_dialogue(d, q, processor.scorer_tokenizer, base),
                                   Answer(u, i), len(d), d.num_images) for d, q, u, i in rows]
-        margins = (0.0, 0.02, 0.05, 0.08, 0.12, 0.16) if weight == 0 else (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
-        grid += [(round((f1("synthetic", m, s) + (f1("real", m, s) if real_rows else 0.0)) / (2 if real_rows else 1), 4),
-                  weight, m, s) for m in margins for s in (-1.0, 0.2, 0.3, 0.4)]
+        scale = 1.0 if weight == 0 else 6.0  # standardised scores spread ~6x wider than cosines
+        for margin, min_score, head_margin in itertools.product((0.0, 0.02, 0.05, 0.08, 0.12), (-1.0, 0.2, 0.3, 0.4),
+                                                                head_margins):
+            rule = dataclasses.replace(base, margin=margin * scale, min_score=min_score,
+                                       head_margin=None if head_margin is None else head_margin * scale)
+            value = sum(f1(name, rule) for name in examples) / len(examples)
+            grid.append((round(value, 4), weight, rule.margin, min_score, rule.head_margin))
     best = {}
-    _, best["text_scorer_bm25_weight"], best["text_scorer_margin"], best["text_scorer_min_score"] = max(grid)
+    _, best["text_scorer_bm25_weight"], best["text_scorer_margin"], best["text_scorer_min_score"], \
+        best["text_scorer_head_margin"] = max(grid, key=lambda cell: (cell[0], cell[4] is not None))
     for key, value in best.items():
         setattr(model.config, key, value)
     shortlists = []
-    for k in (1, 2, 3):
-        model.config.generate_shortlist = k
-        value = joint_f1(model, processor, synthetic_rows, "generate")
-        if real_rows:
-            value = (value + joint_f1(model, processor, real_rows, "generate")) / 2
-        shortlists.append((round(value, 4), -k))
-    best["generate_shortlist"] = -max(shortlists)[1]
-    model.config.generate_shortlist = best["generate_shortlist"]
+    if best["text_scorer_head_margin"] is None:
+        for k in (1, 2, 3):
+            model.config.generate_shortlist = k
+            value = sum(joint_f1(model, processor, rows, "generate") for rows in (synthetic_rows, real_rows) if rows)
+            shortlists.append((round(value / (2 if real_rows else 1), 4), -k))
+        best["generate_shortlist"] = -max(shortlists)[1]
+        model.config.generate_shortlist = best["generate_shortlist"]
     print("selection", json.dumps({"tagging_grid": grid, "shortlists": shortlists, "chosen": best}), flush=True)
     return best
 
@@ -307,6 +330,8 @@ def main(argv=None) -> int:
     else:
         encoder, train_seconds, log = train_encoder(selfsup + synthetic, args)
         encoder.save(os.path.join(args.out, "encoder"))
+        with open(os.path.join(args.out, "text_scorer_recipe.json"), "w", encoding="utf-8") as f:  # until the full record
+            json.dump({"stage": "text_scorer_training", "train_seconds": round(train_seconds, 1), "log": log}, f, indent=1)
     settings = {"text_scorer_speaker_boost": args.speaker_boost, "text_scorer_strip_names": True,
                 "text_scorer_max_length": args.max_length, "default_retrieval_mode": "tagging"}
     model, processor = attach_scorer(args.vlm, encoder, settings)
