@@ -57,8 +57,18 @@ def train_seed(seed: int, args) -> dict:
                "--systems", *(key for _, key in STAGES)]
         print("[ablation] $", " ".join(cmd), flush=True)
         subprocess.run(cmd, cwd=ROOT, check=True)
-    with open(os.path.join(ROOT, out, "quality", "results.json"), encoding="utf-8") as f:
-        return json.load(f)
+    # the stage evaluations are the source (a run stopped after them, before its export, still counts)
+    table, thresholds = {}, {}
+    for label, key in STAGES:
+        with open(os.path.join(ROOT, out, "eval", key, "metrics.json"), encoding="utf-8") as f:
+            report = json.load(f)
+        table[label], thresholds[label] = report["splits"], report.get("threshold")
+    summary = os.path.join(ROOT, out, "quality", "results.json")
+    timings = {}
+    if os.path.isfile(summary):
+        with open(summary, encoding="utf-8") as f:
+            timings = json.load(f)["timings_s"]
+    return {"table": table, "thresholds": thresholds, "timings_s": timings}
 
 
 def dev_scores(seed: int, results: dict, rows, args) -> dict:
@@ -67,11 +77,11 @@ def dev_scores(seed: int, results: dict, rows, args) -> dict:
     from bench_real_chat import evaluate_method
     from f2rvlm.models.hub import load_model
 
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", 2)))
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     out = {}
     for label, key in STAGES:
         model, processor = load_model(os.path.join(ROOT, args.out, f"seed{seed}", key, "merged"))
-        threshold = (results.get("thresholds", {}).get(label) or {}).get("value", 0.5)
+        threshold = (results["thresholds"].get(label) or {}).get("value", 0.5)
         out[label] = {}
         for mode in MODES:
             def predict(d, q, model=model, processor=processor, mode=mode, threshold=threshold):
@@ -80,6 +90,18 @@ def dev_scores(seed: int, results: dict, rows, args) -> dict:
             out[label][mode] = evaluate_method(f"{label} {mode}", predict, rows)["f1"]
             print(f"[ablation] seed {seed} dev {label} {mode}: {out[label][mode]}", flush=True)
     return out
+
+
+def cached_dev_scores(seed: int, results: dict, rows, args) -> dict:
+    """dev_scores, kept in the seed's folder (keyed by the sample count) so a rerun reuses them."""
+    path = os.path.join(ROOT, args.out, f"seed{seed}", f"dev-{len(rows)}.json")
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    scores = dev_scores(seed, results, rows, args)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(scores, f, indent=1)
+    return scores
 
 
 def spread(values: list[float]) -> str:
@@ -125,7 +147,7 @@ def main(argv=None) -> int:
         rows, report = locomo_rows(args.real_chats)
         rows = rows[: args.dev_limit] if args.dev_limit else rows
         conversion = f"{len(rows)} LoCoMo dev samples ({report.summary().split(': ', 1)[-1]})"
-        dev = {seed: dev_scores(seed, per_seed[seed], rows, args) for seed in args.seeds}
+        dev = {seed: cached_dev_scores(seed, per_seed[seed], rows, args) for seed in args.seeds}
     body = table(per_seed, dev)
     with open(os.path.join(ROOT, args.out, "ablation.json"), "w", encoding="utf-8") as f:
         json.dump({"seeds": args.seeds, "budget_minutes": args.budget_minutes, "dev": dev,
@@ -136,7 +158,8 @@ def main(argv=None) -> int:
         import runpy
 
         results = runpy.run_path(os.path.join(ROOT, "benchmarks", "results.py"))
-        minutes = statistics.fmean(r["timings_s"]["total"] for r in per_seed.values()) / 60
+        totals = [r["timings_s"]["total"] for r in per_seed.values() if "total" in r["timings_s"]]
+        minutes = statistics.fmean(totals) / 60 if totals else float("nan")
         command = "python recipes/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:])
         text = (f"Seeds {', '.join(map(str, args.seeds))}; train_tiny with {args.sft_steps} SFT steps and {args.grpo_steps} GRPO steps per run "
                 f"({minutes:.1f} min per seed on 2 shared cores, training + evaluation); synthetic MLDR, first 100 rows "
