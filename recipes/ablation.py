@@ -159,10 +159,11 @@ def main(argv=None) -> int:
 
         results = runpy.run_path(os.path.join(ROOT, "benchmarks", "results.py"))
         totals = [r["timings_s"]["total"] for r in per_seed.values() if "total" in r["timings_s"]]
-        minutes = statistics.fmean(totals) / 60 if totals else float("nan")
+        timing = (f"{statistics.fmean(totals) / 60:.1f} min per seed on 2 shared cores, training + evaluation"
+                  if totals else "stage times in each run's logs: a run stopped after its evaluations records no total")
         command = "python recipes/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:])
         text = (f"Seeds {', '.join(map(str, args.seeds))}; train_tiny with {args.sft_steps} SFT steps and {args.grpo_steps} GRPO steps per run "
-                f"({minutes:.1f} min per seed on 2 shared cores, training + evaluation); synthetic MLDR, first 100 rows "
+                f"({timing}); synthetic MLDR, first 100 rows "
                 f"per split; {conversion or 'no real-chat run'}. Cells: mean ± sample sd (min-max) over seeds. "
                 "Dev rows: the VLM alone (no text scorer), tagging at the threshold tuned on training rows.\n\n" + body)
         results["update_section"]("ablation", text, command)

@@ -1,0 +1,40 @@
+"""recipes/ablation.py: the seeds' stage evaluations -> mean ± sd table with the paper's order check."""
+
+import importlib.util
+import json
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _recipe():
+    spec = importlib.util.spec_from_file_location("recipe_ablation", os.path.join(ROOT, "recipes", "ablation.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _metrics(f1):
+    return {"joint_metrics": {"global_f1": f1}}
+
+
+def test_table_reads_stage_evaluations_and_checks_the_order(tmp_path):
+    ablation = _recipe()
+    # seed s, stage k: joint F1 0.1 * (k + 1) + 0.01 * s on validation (the order holds), reversed on test_heldout
+    for seed in (0, 1, 2):
+        for k, (_, key) in enumerate(ablation.STAGES):
+            folder = tmp_path / f"seed{seed}" / "eval" / key
+            folder.mkdir(parents=True)
+            splits = {"validation": {m: _metrics(0.1 * (k + 1) + 0.01 * seed) for m in ablation.MODES},
+                      "test_heldout": {m: _metrics(0.5 - 0.1 * k) for m in ablation.MODES}}
+            (folder / "metrics.json").write_text(json.dumps({"splits": splits, "threshold": {"value": 0.6}}))
+    args = ablation.parse_args(["--out", str(tmp_path), "--skip_training"])
+    per_seed = {seed: ablation.train_seed(seed, args) for seed in (0, 1, 2)}
+    assert per_seed[1]["thresholds"]["SFT"] == {"value": 0.6} and per_seed[1]["timings_s"] == {}
+    lines = ablation.table(per_seed, {}).splitlines()
+    validation = next(line for line in lines if line.startswith("| synthetic validation") and "| tagging |" in line)
+    assert "0.1100 ± 0.0100 (0.1000-0.1200)" in validation and validation.endswith("| yes |")
+    held_out = next(line for line in lines if line.startswith("| synthetic test_heldout") and "| tagging |" in line)
+    assert held_out.endswith("| no |") and "LoCoMo" not in "\n".join(lines)
+    dev = {seed: {label: {m: 0.2 for m in ablation.MODES} for label, _ in ablation.STAGES} for seed in (0, 1, 2)}
+    assert any(line.startswith("| LoCoMo dev") and line.endswith("| no |") for line in ablation.table(per_seed, dev).splitlines())
