@@ -48,3 +48,15 @@ def stock_base_with_lora(tmp_path: Path):
                                            init_lora_weights=False))
     lora.save_pretrained(tmp_path / "adapter")
     return lora.merge_and_unload().eval()
+
+
+def load_recipe(name: str):
+    """A recipes/NAME.py script imported as a module (recipes are scripts, not a package)."""
+    import importlib.util
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", os.path.join(root, "recipes", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -24,11 +24,10 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from f2rvlm.core.protocol import contiguous_spans
 from f2rvlm.corpus.archive import ArchiveReport, archive_entries, read_exports
 from f2rvlm.corpus.backends import default_backend_name
 from f2rvlm.corpus.index import MANIFEST, FragmentIndex, SearchResult
-from f2rvlm.corpus.report import dialogue_turns
+from f2rvlm.corpus.report import context_runs, dialogue_turns
 from f2rvlm.formats.safety import is_nested_archive
 
 from . import engine
@@ -346,14 +345,11 @@ def results_html(index: FragmentIndex, result: SearchResult, picker_label: str, 
                      f"{len(hit.image_ids)} picture(s) · {len(hit.fragments)} fragment(s)</span></h4>")
         if not hit.utterance_ids:
             parts.append("<p class='f2-meta'>nothing picked in this conversation's recalled fragments</p>")
-        picked = set(hit.utterance_ids)
-        for first, last in contiguous_spans(hit.utterance_ids):
+        for run in context_runs(hit.utterance_ids, turns, context):
             parts.append("<div class='f2-run'>")
-            for uid in range(first - context, last + context + 1):
-                if uid not in turns:
-                    continue
+            for uid, is_hit in run:
                 speaker, text, images = turns[uid]
-                kind = "hit" if uid in picked else "ctx"
+                kind = "hit" if is_hit else "ctx"
                 parts.append(f"<div class='f2-turn {kind}' data-turn-id='{uid}'><span class='f2-id'>#{uid}</span>"
                              f"<b>{html.escape(speaker)}</b>: {html.escape(text)}"
                              + "".join(_image_html(im, budget) for im in images) + "</div>")

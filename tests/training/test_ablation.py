@@ -1,17 +1,8 @@
 """recipes/ablation.py: the seeds' stage evaluations -> mean ± sd table with the paper's order check."""
 
-import importlib.util
 import json
-import os
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _recipe():
-    spec = importlib.util.spec_from_file_location("recipe_ablation", os.path.join(ROOT, "recipes", "ablation.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers import load_recipe
 
 
 def _metrics(f1):
@@ -19,7 +10,7 @@ def _metrics(f1):
 
 
 def test_table_reads_stage_evaluations_and_checks_the_order(tmp_path):
-    ablation = _recipe()
+    ablation = load_recipe("ablation")
     # seed s, stage k: joint F1 0.1 * (k + 1) + 0.01 * s on validation (the order holds), reversed on test_heldout
     for seed in (0, 1, 2):
         for k, (_, key) in enumerate(ablation.STAGES):

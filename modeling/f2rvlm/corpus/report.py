@@ -41,6 +41,18 @@ def dialogue_turns(index: FragmentIndex, dialogue_id: str) -> dict[int, tuple[st
     return turns
 
 
+def context_runs(picked_ids, turns: dict, context: int) -> list[list[tuple[int, bool]]]:
+    """Per run of consecutive picked turns, the (turn id, picked?) pairs to show: the run and
+    `context` existing turns either side (the one grouping both HTML views use).
+
+    >>> context_runs([3, 4, 9], {i: None for i in range(11)}, 1)
+    [[(2, False), (3, True), (4, True), (5, False)], [(8, False), (9, True), (10, False)]]
+    """
+    picked = set(picked_ids)
+    return [[(uid, uid in picked) for uid in range(first - context, last + context + 1) if uid in turns]
+            for first, last in contiguous_spans(picked_ids)]
+
+
 def render_html(index: FragmentIndex, result: SearchResult, context: int = 2, max_dialogues: int = 20) -> str:
     parts = [(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(result.query)}</title>"
              f"<style>{_STYLE}</style></head><body>"),
@@ -54,14 +66,11 @@ def render_html(index: FragmentIndex, result: SearchResult, context: int = 2, ma
                      f"{len(hit.utterance_ids)} utterance(s), {len(hit.image_ids)} image(s)</span></h2>")
         if not hit.utterance_ids:
             parts.append("<p class='meta'>nothing picked in this dialogue's recalled fragments</p>")
-        picked = set(hit.utterance_ids)
-        for first, last in contiguous_spans(hit.utterance_ids):
+        for run in context_runs(hit.utterance_ids, turns, context):
             parts.append("<div class='run'>")
-            for uid in range(first - context, last + context + 1):
-                if uid not in turns:
-                    continue
+            for uid, is_hit in run:
                 speaker, text, images = turns[uid]
-                cls = "hit" if uid in picked else "ctx"
+                cls = "hit" if is_hit else "ctx"
                 parts.append(f"<div class='line {cls}'><span class='id'>#{uid}</span><span class='spk'>"
                              f"{html.escape(speaker)}:</span> {html.escape(text)} "
                              + "".join(_image_html(im) for im in images) + "</div>")
