@@ -30,8 +30,10 @@ def top1(scores: np.ndarray) -> list[int]:
     return [int(np.argmax(scores))] if len(scores) else []
 
 
-def evaluate_method(name, predict, rows) -> dict:
-    """`predict(dialogue, query) -> utterance ids`; global + per-sample utterance metrics, latency."""
+def evaluate_method(name, predict, rows, forget=None) -> dict:
+    """`predict(dialogue, query) -> utterance ids`; global + per-sample utterance metrics, latency.
+    `forget()` runs before each sample, untimed: it drops the method's per-chat caches, so the
+    latency is that of a chat's first question (LoCoMo asks many questions of one session)."""
     from f2rvlm.core.metrics import EvalSample, evaluate
     from f2rvlm.core.protocol import Answer
     from f2rvlm.data.schema import row_example
@@ -39,6 +41,8 @@ def evaluate_method(name, predict, rows) -> dict:
     samples, seconds = [], []
     for row in rows:
         dialogue, query, gold_utts, _ = row_example(row)
+        if forget is not None:
+            forget()
         start = time.perf_counter()
         predicted = predict(dialogue, query)
         seconds.append(time.perf_counter() - start)
@@ -56,25 +60,27 @@ def baseline_methods(scorer_dir: str | None):
     from f2rvlm.embeddings import MiniLMCaptionEmbedder
 
     def scored(baseline):
-        return lambda dialogue, query: top1(baseline.score(dialogue, query)[0])
+        embedding = getattr(baseline, "embedding", baseline)  # a hybrid's embedding half holds the cache
+        forget = embedding.clear_cache if hasattr(embedding, "clear_cache") else None
+        return lambda dialogue, query: top1(baseline.score(dialogue, query)[0]), forget
 
     speaker_bm25 = BM25Baseline(stem=True, speakers=SpeakerHandling(strip_names=True, boost=0.2))
     minilm = MiniLMCaptionEmbedder()
     speaker_minilm = EmbeddingBaseline(minilm, speakers=SpeakerHandling(speaker_prefix=True, strip_names=True, boost=0.1))
     methods = [
-        ("BM25 (bm25s), top-1", scored(BM25Baseline())),
-        ("BM25 + stemming + speaker names dropped from the query", scored(BM25Baseline(stem=True, speakers=SpeakerHandling(strip_names=True)))),
-        ("speaker-aware BM25 (+ boost for the named speaker's turns)", scored(speaker_bm25)),
-        ("MiniLM zero-shot (plain turns)", scored(EmbeddingBaseline(minilm))),
-        ("MiniLM zero-shot, speaker-aware ('speaker: text', names dropped, boost)", scored(speaker_minilm)),
-        ("hybrid: z(speaker-aware BM25) + z(speaker-aware MiniLM)", scored(HybridBaseline(speaker_bm25, speaker_minilm))),
+        ("BM25 (bm25s), top-1", *scored(BM25Baseline())),
+        ("BM25 + stemming + speaker names dropped from the query", *scored(BM25Baseline(stem=True, speakers=SpeakerHandling(strip_names=True)))),
+        ("speaker-aware BM25 (+ boost for the named speaker's turns)", *scored(speaker_bm25)),
+        ("MiniLM zero-shot (plain turns)", *scored(EmbeddingBaseline(minilm))),
+        ("MiniLM zero-shot, speaker-aware ('speaker: text', names dropped, boost)", *scored(speaker_minilm)),
+        ("hybrid: z(speaker-aware BM25) + z(speaker-aware MiniLM)", *scored(HybridBaseline(speaker_bm25, speaker_minilm))),
     ]
     if scorer_dir:
         tuned = EmbeddingBaseline(MiniLMCaptionEmbedder(scorer_dir),
                                   speakers=SpeakerHandling(speaker_prefix=True, strip_names=True, boost=0.1))
         methods += [
-            ("MiniLM fine-tuned on self-supervised real-turn queries, speaker-aware", scored(tuned)),
-            ("fusion: z(speaker-aware BM25) + z(fine-tuned MiniLM)", scored(HybridBaseline(speaker_bm25, tuned))),
+            ("MiniLM fine-tuned on self-supervised real-turn queries, speaker-aware", *scored(tuned)),
+            ("fusion: z(speaker-aware BM25) + z(fine-tuned MiniLM)", *scored(HybridBaseline(speaker_bm25, tuned))),
         ]
     return methods
 
@@ -93,8 +99,36 @@ def model_methods(model_dir: str, modes=None):
         if RETRIEVAL_MODES[mode].needs_relevance_head and model.relevance_head is None and model.text_scorer is None:
             continue
         label = f"F2RVLM {os.path.basename(os.path.normpath(model_dir))}: {mode}" + (" (declared)" if mode == declared else "")
-        methods.append((label, lambda d, q, mode=mode: model.retrieve(d, q, processor=processor, mode=mode).utterance_ids))
+        forget = model.text_scorer.clear_cache if model.text_scorer is not None else None
+        methods.append((label, lambda d, q, mode=mode: model.retrieve(d, q, processor=processor, mode=mode).utterance_ids,
+                        forget))
     return methods
+
+
+def latency_32_turns(methods, rows, samples: int = 40) -> dict:
+    """Median ms of each method on chats of exactly 32 turns (the first 32 of each sample's
+    session, the longer sessions only), first question on the chat: the target is under 1 s."""
+    from f2rvlm.core.dialogue import Dialogue
+    from f2rvlm.data.schema import row_example
+
+    chats = []
+    for row in rows:
+        dialogue, query, _, _ = row_example(row)
+        if len(dialogue) >= 32:
+            chats.append((Dialogue(dialogue.utterances[:32], dialogue.dialogue_id), query))
+        if len(chats) == samples:
+            break
+    out = {}
+    for name, predict, forget in methods:
+        seconds = []
+        for dialogue, query in chats:
+            if forget is not None:
+                forget()
+            start = time.perf_counter()
+            predict(dialogue, query)
+            seconds.append(time.perf_counter() - start)
+        out[name] = round(1000 * float(np.median(seconds)), 1)
+    return {"chats": len(chats), "ms": out}
 
 
 def main(argv=None) -> int:
@@ -112,6 +146,7 @@ def main(argv=None) -> int:
     import torch
 
     from f2rvlm.data.locomo import locomo_rows
+    from f2rvlm.data.schema import row_example
 
     torch.set_num_threads(2)
     rows, report = locomo_rows(args.locomo)
@@ -124,23 +159,35 @@ def main(argv=None) -> int:
         runs = [evaluate_method("random turn", lambda d, q, r=r: [d.id_offset + r.randrange(len(d))], rows) for r in seeds]
         results.append({**runs[0], "method": "random turn (mean of 20 seeds)",
                         **{k: round(float(np.mean([x[k] for x in runs])), 4) for k in ("precision", "recall", "f1", "per_sample_f1")}})
-        for name, predict in baseline_methods(args.scorer):
+        for name, predict, _ in baseline_methods(args.scorer):
             results.append(evaluate_method(name, predict, rows))
             print(results[-1], flush=True)
+    latency = {}
     for model_dir in args.model:
-        for name, predict in model_methods(model_dir, args.modes):
+        methods = model_methods(model_dir, args.modes)
+        for name, predict, forget in methods:
             results.append(evaluate_method(name, predict, rows))
             print(results[-1], flush=True)
+        latency = latency_32_turns(methods, rows)
+        print("32-turn latency", latency, flush=True)
     del rng
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:
-        json.dump({"samples": len(rows), "conversion": report.summary().split(": ", 1)[-1], "results": results}, f, indent=1)
-    header = ["method", "utt P", "utt R", "utt F1 (global)", "per-sample F1", "ms/sample"]
+        json.dump({"samples": len(rows), "conversion": report.summary().split(": ", 1)[-1], "results": results,
+                   "latency_32_turns": latency}, f, indent=1)
+    header = ["method", "utt P", "utt R", "utt F1 (global)", "per-sample F1", "ms/sample (median)"]
     table = [[r["method"], r["precision"], r["recall"], r["f1"], r["per_sample_f1"], r["ms_per_sample"]] for r in results]
     results_module = runpy.run_path(str(HERE / "results.py"))
     body = (f"LoCoMo dev conversations (5 of 10; Maharana et al., ACL 2024), {len(rows)} samples "
             f"({report.summary().split(': ', 1)[-1]}). Dev numbers: no dev question or evidence is trained on.\n\n"
             + results_module["markdown_table"](header, table))
+    if latency.get("ms"):
+        turns = float(np.mean([len(row_example(row)[0]) for row in rows]))
+        body += (f"\n\nms/sample: per question, each session's turns embedded once for all its questions (the "
+                 f"embedding methods and the model's scorer cache a chat's turn vectors). Samples average {turns:.1f} "
+                 f"turns. A chat's first question, on chats of exactly 32 turns (first 32 turns of "
+                 f"{latency['chats']} longer sessions), first question, median: "
+                 + "; ".join(f"{name}: {ms:.0f} ms" for name, ms in latency["ms"].items()) + ".")
     print(body)
     if args.update:
         command = "python benchmarks/bench_real_chat.py --locomo ../shared/data/locomo-dev " + " ".join(

@@ -104,7 +104,7 @@ def generation_fns(model, processor, dialogue, query):
     """(constrained fn, unconstrained fn, N): both generate exactly N new tokens from the same inputs."""
     from f2rvlm.core.protocol import AnswerGrammar
     from f2rvlm.models.generation_f2rvlm import AnswerConstraint, max_answer_length
-    from f2rvlm.models.modeling_f2rvlm import _eos_ids
+    from f2rvlm.models.retrieval_f2rvlm import _eos_ids
     from transformers import LogitsProcessorList
 
     tokenizer = processor.tokenizer

@@ -37,7 +37,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--budget_minutes", type=float, default=45.0,
                    help="train_tiny budget per seed (>= 15: full plan); its stage time caps only guard the fixed steps")
     p.add_argument("--sft_steps", type=int, default=3000, help="fixed SFT steps per seed (the demo model: 16560)")
-    p.add_argument("--grpo_steps", type=int, default=100, help="fixed GRPO steps per run (the demo model: 303)")
+    p.add_argument("--grpo_steps", default="100",
+                   help="fixed GRPO steps per run (the demo model: 303), or `epoch`: one pass over each seed's curriculum")
+    p.add_argument("--reuse_sft", action="store_true",
+                   help="keep each seed's SFT model, curriculum and SFT evaluation in --out; rerun GRPO and its evaluations")
     p.add_argument("--out", default="outputs/ablation")
     p.add_argument("--real_chats", default=None, help="LoCoMo dev conversations: also evaluate every stage on them")
     p.add_argument("--dev_limit", type=int, default=None, help="first N dev samples only (smoke runs)")
@@ -54,7 +57,9 @@ def train_seed(seed: int, args) -> dict:
                "--budget_minutes", str(args.budget_minutes), "--out", out, "--export_dir", os.path.join(out, "model"),
                "--results_dir", os.path.join(out, "quality"), "--no-update_results_md",
                "--sft_steps", str(args.sft_steps), "--grpo_steps", str(args.grpo_steps),
-               "--systems", *(key for _, key in STAGES)]
+               "--systems", *(key for _, key in STAGES if not (args.reuse_sft and key == "sft"))]
+        if args.reuse_sft:
+            cmd.append("--reuse_sft")
         print("[ablation] $", " ".join(cmd), flush=True)
         subprocess.run(cmd, cwd=ROOT, check=True)
     # the stage evaluations are the source (a run stopped after them, before its export, still counts)
@@ -162,7 +167,16 @@ def main(argv=None) -> int:
         timing = (f"{statistics.fmean(totals) / 60:.1f} min per seed on 2 shared cores, training + evaluation"
                   if totals else "stage times in each run's logs: a run stopped after its evaluations records no total")
         command = "python recipes/ablation.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        text = (f"Seeds {', '.join(map(str, args.seeds))}; train_tiny with {args.sft_steps} SFT steps and {args.grpo_steps} GRPO steps per run "
+        if args.grpo_steps == "epoch":
+            sys.path.insert(0, HERE)
+            from train_tiny import curriculum_epoch_steps
+
+            steps = [curriculum_epoch_steps(os.path.join(ROOT, args.out, f"seed{s}", "curriculum"),
+                                            os.path.join(HERE, "tiny-cpu", "grpo.yaml")) for s in args.seeds]
+            grpo = f"GRPO steps = one pass over the seed's curriculum rows ({', '.join(map(str, steps))} steps; the shuffled run takes as many)"
+        else:
+            grpo = f"{args.grpo_steps} GRPO steps per run"
+        text = (f"Seeds {', '.join(map(str, args.seeds))}; train_tiny with {args.sft_steps} SFT steps and {grpo} "
                 f"({timing}); synthetic MLDR, first 100 rows "
                 f"per split; {conversion or 'no real-chat run'}. Cells: mean ± sample sd (min-max) over seeds. "
                 "Dev rows: the VLM alone (no text scorer), tagging at the threshold tuned on training rows.\n\n" + body)

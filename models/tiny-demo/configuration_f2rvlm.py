@@ -49,11 +49,13 @@ Retrieval fields (the same on every family):
         the fused (standardised) score, 0 for the encoder alone.
     text_scorer_head_margin (`float`, *optional*): with a scorer AND a relevance head, the
         head's picks (probability above `retrieval_threshold`) join the scorer's selection when the
-        scorer scores them within this margin of its best item: the scorer (pretrained text
-        knowledge) vetoes the head where it is lost (real chats), the head extends the scorer to
-        whole fragments and photos where it was trained (synthetic MLDR). "generate" then decodes
-        under a grammar admitting exactly that selection (`generate_shortlist` unused). None: the
-        scorer alone.
+        scorer's semantic score (cosine + speaker boost) of them is within this margin of its best
+        item: the scorer (pretrained text knowledge) vetoes the head where it is lost (real chats),
+        the head extends the scorer to whole fragments and photos where it was trained (synthetic
+        MLDR). "generate" then decodes under a grammar admitting exactly that selection
+        (`generate_shortlist` unused). None: the scorer alone.
+    text_scorer_head_gate (`int`, *optional*): the head joins only when it also picks one of the
+        scorer's k best turns (`scorer_f2rvlm.select_with_head`); None: no gate.
     generate_shortlist (`int`, defaults to 0): with a scorer, "generate" decodes under a grammar
         that admits only the scorer's top-k utterances (and their images); 0 admits every id.
 """
@@ -95,6 +97,7 @@ class F2RVLMConfigMixin:
     text_scorer_strip_names: bool = False
     text_scorer_bm25_weight: float = 0.0
     text_scorer_head_margin: float | None = None
+    text_scorer_head_gate: int | None = None
     generate_shortlist: int = 0
 
     def __post_init__(self, **kwargs):

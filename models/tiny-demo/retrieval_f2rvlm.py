@@ -276,7 +276,8 @@ def _answer_batch(model, rows, processor, mode, template, constrained, threshold
 def _scorer_settings(config) -> ScorerSettings:
     return ScorerSettings(config.text_scorer_speaker_boost, config.text_scorer_margin, config.text_scorer_min_score,
                           config.text_scorer_max_length, config.text_scorer_strip_names,
-                          config.text_scorer_bm25_weight, getattr(config, "text_scorer_head_margin", None))
+                          config.text_scorer_bm25_weight, getattr(config, "text_scorer_head_margin", None),
+                          getattr(config, "text_scorer_head_gate", None))
 
 
 def _scorer_scores(model, rows, processor, mode) -> list[dict] | None:

@@ -136,3 +136,36 @@ def test_head_margin_routes_tagging_and_generation_through_the_head():
         assert generated.utterance_ids and set(generated.utterance_ids) <= set(with_head.utterance_ids)
     finally:
         config.text_scorer_head_margin, config.text_scorer_margin = saved
+
+
+def test_length_sorted_batches_and_the_chat_cache_change_no_score(scored_model):
+    """Turns are embedded in length-sorted batches and once per chat: the scores equal one text at
+    a time, and a second question on the chat runs the encoder on the query only."""
+    import torch
+    from f2rvlm.core.dialogue import Dialogue
+    from f2rvlm.models.retrieval_f2rvlm import _scorer_settings
+    from f2rvlm.models.scorer_f2rvlm import combine
+
+    model, processor = scored_model
+    scorer, tokenizer = model.text_scorer, processor.scorer_tokenizer
+    texts = ["a", "a much longer turn about the flat we viewed on Monday with the agent", "the cake", "ok"] * 5
+    batched = scorer.embed(texts, tokenizer, batch_size=4)
+    one_by_one = torch.cat([scorer.embed([t], tokenizer) for t in texts])
+    assert torch.allclose(batched, one_by_one, atol=1e-5)
+
+    dialogue = Dialogue.from_dict(DIALOGUE)
+    settings = _scorer_settings(model.config)
+    scorer.clear_cache()
+    cold = scorer.score_dialogue(dialogue, QUERY, tokenizer, settings)
+    calls = []
+    handle = scorer.encoder.register_forward_hook(lambda module, args, output: calls.append(output.last_hidden_state.shape[0]))
+    try:
+        warm = scorer.score_dialogue(dialogue, QUERY, tokenizer, settings)
+    finally:
+        handle.remove()
+    assert calls == [1] and warm == cold  # the query alone went through the encoder
+    parts = scorer.parts(dialogue, QUERY, tokenizer, settings)
+    assert combine(parts, settings) == cold
+    boosted = combine(parts, dataclasses.replace(settings, speaker_boost=settings.speaker_boost + 5.0))
+    assert boosted["utterances"][0] - cold["utterances"][0] == pytest.approx(5.0)  # Caroline's turn
+    assert boosted["utterances"][1] == pytest.approx(cold["utterances"][1])  # Melanie's turn

@@ -60,3 +60,15 @@ def test_write_results_markdown(tmp_path):
     assert "### validation" in text and "### test_heldout" in text and "PASS" in text and "tagging" in text
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["thresholds"]["SFT"]["value"] == 0.3 and saved["claims"]
+
+
+def test_grpo_epoch_covers_every_curriculum_row(tmp_path):
+    """`--grpo_steps epoch`: one pass over the curriculum's kept rows at the recipe's prompts per step."""
+    tt = _train_tiny()
+    summary = {"easy": {"kept": 37}, "middle": {"kept": 4}, "confusing": {"kept": 88}, "hard": {"kept": 100}}
+    (tmp_path / "curriculum.json").write_text(json.dumps({"summary": summary}))
+    config = tmp_path / "grpo.yaml"
+    config.write_text("per_device_train_batch_size: 8\ngradient_accumulation_steps: 1\nnum_generations: 4\n")
+    assert tt.curriculum_epoch_steps(str(tmp_path), str(config)) == 229 // 2
+    stock = os.path.join(ROOT, "recipes", "tiny-cpu", "grpo.yaml")  # 4 completions of one prompt per step
+    assert tt.curriculum_epoch_steps(str(tmp_path), stock) == 229
