@@ -76,15 +76,18 @@ def train_seed(seed: int, args) -> dict:
     return {"table": table, "thresholds": thresholds, "timings_s": timings}
 
 
-def dev_scores(seed: int, results: dict, rows, args) -> dict:
-    """{stage label: {mode: dev utterance F1}} for the VLM of every stage of one seed."""
+def dev_scores(seed: int, results: dict, rows, args, done: dict | None = None) -> dict:
+    """{stage label: {mode: dev utterance F1}} for the VLM of every stage of one seed (stages already
+    in `done` are kept, not rerun)."""
     import torch
     from bench_real_chat import evaluate_method
     from f2rvlm.models.hub import load_model
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    out = {}
+    out = dict(done or {})
     for label, key in STAGES:
+        if label in out:
+            continue
         model, processor = load_model(os.path.join(ROOT, args.out, f"seed{seed}", key, "merged"))
         threshold = (results["thresholds"].get(label) or {}).get("value", 0.5)
         out[label] = {}
@@ -98,12 +101,16 @@ def dev_scores(seed: int, results: dict, rows, args) -> dict:
 
 
 def cached_dev_scores(seed: int, results: dict, rows, args) -> dict:
-    """dev_scores, kept in the seed's folder (keyed by the sample count) so a rerun reuses them."""
+    """dev_scores, kept in the seed's folder (keyed by the sample count) so a rerun reuses them; a
+    file with some stages only (e.g. the SFT stage of a `--reuse_sft` run, copied over) is completed."""
     path = os.path.join(ROOT, args.out, f"seed{seed}", f"dev-{len(rows)}.json")
+    done = {}
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    scores = dev_scores(seed, results, rows, args)
+            done = json.load(f)
+    if all(label in done for label, _ in STAGES):
+        return done
+    scores = dev_scores(seed, results, rows, args, done)
     with open(path, "w", encoding="utf-8") as f:
         json.dump(scores, f, indent=1)
     return scores

@@ -29,3 +29,20 @@ def test_table_reads_stage_evaluations_and_checks_the_order(tmp_path):
     assert held_out.endswith("| no |") and "LoCoMo" not in "\n".join(lines)
     dev = {seed: {label: {m: 0.2 for m in ablation.MODES} for label, _ in ablation.STAGES} for seed in (0, 1, 2)}
     assert any(line.startswith("| LoCoMo dev") and line.endswith("| no |") for line in ablation.table(per_seed, dev).splitlines())
+
+
+def test_dev_scores_cache_is_completed_not_recomputed(tmp_path, monkeypatch):
+    ablation = load_recipe("ablation")
+    args = ablation.parse_args(["--out", str(tmp_path)])
+    (tmp_path / "seed0").mkdir()
+    (tmp_path / "seed0" / "dev-3.json").write_text(json.dumps({"SFT": {"tagging": 0.1}}))
+    seen = []
+
+    def fake_dev_scores(seed, results, rows, args, done=None):
+        seen.append(dict(done))
+        return {**done, **{label: {"tagging": 0.2} for label, _ in ablation.STAGES if label not in done}}
+
+    monkeypatch.setattr(ablation, "dev_scores", fake_dev_scores)
+    scores = ablation.cached_dev_scores(0, {}, [1, 2, 3], args)
+    assert seen == [{"SFT": {"tagging": 0.1}}] and scores["SFT"] == {"tagging": 0.1}
+    assert ablation.cached_dev_scores(0, {}, [1, 2, 3], args) == scores and len(seen) == 1  # complete: read back
