@@ -55,7 +55,19 @@ def evaluate_method(name, predict, rows, forget=None) -> dict:
             "samples": len(rows)}
 
 
-def baseline_methods(scorer_dir: str | None):
+def scorer_data(scorer_dir: str) -> str:
+    """What a fine-tuned encoder was trained on, from the recipe record beside it (train_scorer's OUT)."""
+    record = os.path.join(os.path.dirname(os.path.normpath(scorer_dir)), "text_scorer_recipe.json")
+    if not os.path.isfile(record):
+        return os.path.basename(os.path.normpath(scorer_dir))
+    with open(record, encoding="utf-8") as f:
+        args = json.load(f).get("args", {})
+    real, synthetic = args.get("selfsup_queries", 0), args.get("synthetic_rows", 0)
+    return (f"{real} self-supervised real-turn queries" + (f" + synthetic triples ({synthetic} rows)" if synthetic
+                                                             else ", no synthetic data"))
+
+
+def baseline_methods(scorer_dirs=()):
     from f2rvlm.baselines import BM25Baseline, EmbeddingBaseline, HybridBaseline, SpeakerHandling
     from f2rvlm.embeddings import MiniLMCaptionEmbedder
 
@@ -75,12 +87,13 @@ def baseline_methods(scorer_dir: str | None):
         ("MiniLM zero-shot, speaker-aware ('speaker: text', names dropped, boost)", *scored(speaker_minilm)),
         ("hybrid: z(speaker-aware BM25) + z(speaker-aware MiniLM)", *scored(HybridBaseline(speaker_bm25, speaker_minilm))),
     ]
-    if scorer_dir:
+    for scorer_dir in scorer_dirs:
         tuned = EmbeddingBaseline(MiniLMCaptionEmbedder(scorer_dir),
                                   speakers=SpeakerHandling(speaker_prefix=True, strip_names=True, boost=0.1))
+        data = scorer_data(scorer_dir)
         methods += [
-            ("MiniLM fine-tuned on self-supervised real-turn queries, speaker-aware", *scored(tuned)),
-            ("fusion: z(speaker-aware BM25) + z(fine-tuned MiniLM)", *scored(HybridBaseline(speaker_bm25, tuned))),
+            (f"MiniLM fine-tuned on {data}, speaker-aware", *scored(tuned)),
+            (f"fusion: z(speaker-aware BM25) + z(MiniLM fine-tuned on {data})", *scored(HybridBaseline(speaker_bm25, tuned))),
         ]
     return methods
 
@@ -136,7 +149,8 @@ def main(argv=None) -> int:
     parser.add_argument("--locomo", required=True, help="LoCoMo zip / JSON / folder (the dev conversations)")
     parser.add_argument("--model", action="append", default=[], help="F2RVLM model folder(s) to evaluate in every mode")
     parser.add_argument("--modes", nargs="+", default=None, help="model modes to run (default: every mode)")
-    parser.add_argument("--scorer", default=None, help="a fine-tuned sentence-transformers folder (lever row)")
+    parser.add_argument("--scorer", action="append", default=[],
+                        help="a fine-tuned sentence-transformers folder (lever rows; repeatable)")
     parser.add_argument("--limit", type=int, default=None, help="first N samples only (smoke runs)")
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--out", default=str(HERE / "real_chat" / "results.json"))
@@ -192,7 +206,7 @@ def main(argv=None) -> int:
     if args.update:
         command = "python benchmarks/bench_real_chat.py --locomo ../shared/data/locomo-dev " + " ".join(
             f"--model {m}" for m in args.model) + (f" --modes {' '.join(args.modes)}" if args.modes else "") + (
-            f" --scorer {args.scorer}" if args.scorer else "")
+            "".join(f" --scorer {s}" for s in args.scorer))
         results_module["update_section"]("real_chat", body, command)
     return 0
 
