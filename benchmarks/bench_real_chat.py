@@ -152,7 +152,9 @@ def main(argv=None) -> int:
     parser.add_argument("--scorer", action="append", default=[],
                         help="a fine-tuned sentence-transformers folder (lever rows; repeatable)")
     parser.add_argument("--limit", type=int, default=None, help="first N samples only (smoke runs)")
-    parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument("--no-baselines", action="store_true", help="skip the untuned baselines (--scorer rows still run)")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="only the 32-turn first-question latency of each model mode (run it on an idle machine)")
     parser.add_argument("--out", default=str(HERE / "real_chat" / "results.json"))
     parser.add_argument("--update", action="store_true", help="rewrite the real-chat section of RESULTS.md")
     args = parser.parse_args(argv)
@@ -165,6 +167,12 @@ def main(argv=None) -> int:
     torch.set_num_threads(2)
     rows, report = locomo_rows(args.locomo)
     rows = rows[: args.limit] if args.limit else rows
+    if args.latency_only:
+        for model_dir in args.model:
+            latency = latency_32_turns(model_methods(model_dir, args.modes), rows)
+            print(f"{model_dir}: first question on a 32-turn chat, median of {latency['chats']} chats: "
+                  + "; ".join(f"{name}: {ms:.0f} ms" for name, ms in latency["ms"].items()), flush=True)
+        return 0
     print(report.summary(), flush=True)
     results = []
     rng = random.Random(0)
@@ -173,9 +181,12 @@ def main(argv=None) -> int:
         runs = [evaluate_method("random turn", lambda d, q, r=r: [d.id_offset + r.randrange(len(d))], rows) for r in seeds]
         results.append({**runs[0], "method": "random turn (mean of 20 seeds)",
                         **{k: round(float(np.mean([x[k] for x in runs])), 4) for k in ("precision", "recall", "f1", "per_sample_f1")}})
-        for name, predict, _ in baseline_methods(args.scorer):
-            results.append(evaluate_method(name, predict, rows))
-            print(results[-1], flush=True)
+    methods = baseline_methods(args.scorer)
+    if args.no_baselines:  # the fine-tuned encoders' lever rows only (the last two per --scorer)
+        methods = methods[len(methods) - 2 * len(args.scorer):]
+    for name, predict, _ in methods:
+        results.append(evaluate_method(name, predict, rows))
+        print(results[-1], flush=True)
     latency = {}
     for model_dir in args.model:
         methods = model_methods(model_dir, args.modes)

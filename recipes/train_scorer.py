@@ -353,7 +353,8 @@ def main(argv=None) -> int:
         encoder, train_seconds, log = train_encoder(selfsup + synthetic, args)
         encoder.save(os.path.join(args.out, "encoder"))
         with open(os.path.join(args.out, "text_scorer_recipe.json"), "w", encoding="utf-8") as f:  # until the full record
-            json.dump({"stage": "text_scorer_training", "train_seconds": round(train_seconds, 1), "log": log}, f, indent=1)
+            json.dump({"stage": "text_scorer_training", "args": vars(args), "train_seconds": round(train_seconds, 1),
+                       "triples": {"self_supervised": len(selfsup), "synthetic": len(synthetic)}, "log": log}, f, indent=1)
     settings = {"text_scorer_speaker_boost": args.speaker_boost, "text_scorer_strip_names": True,
                 "text_scorer_max_length": args.max_length, "default_retrieval_mode": "tagging"}
     model, processor = attach_scorer(args.vlm, encoder, settings)
