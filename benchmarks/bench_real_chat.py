@@ -210,8 +210,8 @@ def main(argv=None) -> int:
         turns = float(np.mean([len(row_example(row)[0]) for row in rows]))
         body += (f"\n\nms/sample: per question, each session's turns embedded once for all its questions (the "
                  f"embedding methods and the model's scorer cache a chat's turn vectors). Samples average {turns:.1f} "
-                 f"turns. A chat's first question, on chats of exactly 32 turns (first 32 turns of "
-                 f"{latency['chats']} longer sessions), first question, median: "
+                 f"turns. A chat's first question on chats of exactly 32 turns (first 32 turns of "
+                 f"{latency['chats']} longer sessions), median: "
                  + "; ".join(f"{name}: {ms:.0f} ms" for name, ms in latency["ms"].items()) + ".")
     print(body)
     if args.update:
