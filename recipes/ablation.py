@@ -15,6 +15,7 @@ and the spread (sample standard deviation, min-max) over seeds, and whether the 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -29,6 +30,9 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 #: (label in train_tiny's table, stage folder) in the paper's order: each should beat the one before
 STAGES = (("SFT", "sft"), ("SFT+GRPO, no curriculum", "grpo_nocur"), ("SFT+GRPO, curriculum", "grpo"))
 MODES = ("generate", "guided", "tagging")
+#: the product's generation path, on dev: each stage's VLM inside the default model's text scorer (its
+#: selected settings unchanged), writing the answer's ids within what the scorer and the VLM's head admit
+PRODUCT = "generate, default's text scorer"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -39,10 +43,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sft_steps", type=int, default=3000, help="fixed SFT steps per seed (the demo model: 16560)")
     p.add_argument("--grpo_steps", default="100",
                    help="fixed GRPO steps per run (the demo model: 303), or `epoch`: one pass over each seed's curriculum")
+    p.add_argument("--grpo_learning_rate", type=float, default=None,
+                   help="GRPO learning rate of both runs (default: tiny-cpu/grpo.yaml's 2e-4)")
     p.add_argument("--reuse_sft", action="store_true",
                    help="keep each seed's SFT model, curriculum and SFT evaluation in --out; rerun GRPO and its evaluations")
     p.add_argument("--out", default="outputs/ablation")
     p.add_argument("--real_chats", default=None, help="LoCoMo dev conversations: also evaluate every stage on them")
+    p.add_argument("--default_model", default="models/tiny-demo",
+                   help="whose text scorer the dev product row attaches to every stage's VLM")
     p.add_argument("--dev_limit", type=int, default=None, help="first N dev samples only (smoke runs)")
     p.add_argument("--update_results_md", action="store_true", help="rewrite the `ablation` section of RESULTS.md")
     p.add_argument("--skip_training", action="store_true", help="reuse the seeds' finished runs in --out")
@@ -60,6 +68,8 @@ def train_seed(seed: int, args) -> dict:
                "--systems", *(key for _, key in STAGES if not (args.reuse_sft and key == "sft"))]
         if args.reuse_sft:
             cmd.append("--reuse_sft")
+        if args.grpo_learning_rate:
+            cmd += ["--grpo_learning_rate", str(args.grpo_learning_rate)]
         print("[ablation] $", " ".join(cmd), flush=True)
         subprocess.run(cmd, cwd=ROOT, check=True)
     # the stage evaluations are the source (a run stopped after them, before its export, still counts)
@@ -77,38 +87,57 @@ def train_seed(seed: int, args) -> dict:
 
 
 def dev_scores(seed: int, results: dict, rows, args, done: dict | None = None) -> dict:
-    """{stage label: {mode: dev utterance F1}} for the VLM of every stage of one seed (stages already
-    in `done` are kept, not rerun)."""
+    """{stage label: {mode: dev utterance F1}} for the VLM of every stage of one seed, alone in each
+    mode and inside the default's text scorer (PRODUCT); scores already in `done` are kept, not rerun."""
     import torch
     from bench_real_chat import evaluate_method
     from f2rvlm.models.hub import load_model
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    out = dict(done or {})
+    out = {label: dict(scores) for label, scores in (done or {}).items()}
     for label, key in STAGES:
-        if label in out:
-            continue
-        model, processor = load_model(os.path.join(ROOT, args.out, f"seed{seed}", key, "merged"))
+        todo = [mode for mode in (*MODES, PRODUCT) if mode not in out.get(label, {})]
+        folder = os.path.join(ROOT, args.out, f"seed{seed}", key, "merged")
         threshold = (results["thresholds"].get(label) or {}).get("value", 0.5)
-        out[label] = {}
-        for mode in MODES:
-            def predict(d, q, model=model, processor=processor, mode=mode, threshold=threshold):
+        scores = out.setdefault(label, {})
+        for mode in todo:
+            model, processor = scorer_model(folder, args.default_model) if mode == PRODUCT else load_model(folder)
+            retrieval_mode = "generate" if mode == PRODUCT else mode
+
+            def predict(d, q, model=model, processor=processor, mode=retrieval_mode, threshold=threshold):
                 return model.retrieve(d, q, processor=processor, mode=mode, threshold=threshold).utterance_ids
 
-            out[label][mode] = evaluate_method(f"{label} {mode}", predict, rows)["f1"]
-            print(f"[ablation] seed {seed} dev {label} {mode}: {out[label][mode]}", flush=True)
+            scores[mode] = evaluate_method(f"{label} {mode}", predict, rows)["f1"]
+            print(f"[ablation] seed {seed} dev {label} {mode}: {scores[mode]}", flush=True)
     return out
+
+
+def scorer_model(vlm_dir: str, default_dir: str):
+    """(model, processor): the stage's VLM with the default model's text scorer and settings inside."""
+    from f2rvlm.models.hub import load_with_text_scorer
+
+    default, default_processor = _default_model(default_dir)
+    settings = {k: v for k, v in default.config.to_dict().items() if k.startswith("text_scorer_")}
+    return load_with_text_scorer(vlm_dir, default.config.text_scorer, default.text_scorer.encoder.state_dict(),
+                                 default_processor.scorer_tokenizer, settings)
+
+
+@functools.lru_cache(maxsize=1)
+def _default_model(folder: str):
+    from f2rvlm.models.hub import load_model
+
+    return load_model(os.path.join(ROOT, folder))
 
 
 def cached_dev_scores(seed: int, results: dict, rows, args) -> dict:
     """dev_scores, kept in the seed's folder (keyed by the sample count) so a rerun reuses them; a
-    file with some stages only (e.g. the SFT stage of a `--reuse_sft` run, copied over) is completed."""
+    file with some stages or modes only (e.g. the SFT stage of a `--reuse_sft` run, copied over) is completed."""
     path = os.path.join(ROOT, args.out, f"seed{seed}", f"dev-{len(rows)}.json")
     done = {}
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as f:
             done = json.load(f)
-    if all(label in done for label, _ in STAGES):
+    if all(mode in done.get(label, {}) for label, _ in STAGES for mode in (*MODES, PRODUCT)):
         return done
     scores = dev_scores(seed, results, rows, args, done)
     with open(path, "w", encoding="utf-8") as f:
@@ -139,7 +168,7 @@ def table(per_seed: dict, dev: dict) -> str:
                 cells.append(spread(values))
                 means.append(statistics.fmean(values))
             lines.append(f"| synthetic {split} (joint F1) | {mode} | " + " | ".join(cells) + f" | {order_holds(means)} |")
-    for mode in MODES if dev else ():
+    for mode in (*MODES, PRODUCT) if dev else ():
         cells, means = [], []
         for label, _ in STAGES:
             values = [dev[s][label][mode] for s in seeds]
@@ -186,7 +215,9 @@ def main(argv=None) -> int:
         text = (f"Seeds {', '.join(map(str, args.seeds))}; train_tiny with {args.sft_steps} SFT steps and {grpo} "
                 f"({timing}); synthetic MLDR, first 100 rows "
                 f"per split; {conversion or 'no real-chat run'}. Cells: mean ± sample sd (min-max) over seeds. "
-                "Dev rows: the VLM alone (no text scorer), tagging at the threshold tuned on training rows.\n\n" + body)
+                "Dev rows: the VLM alone (no text scorer), tagging at the threshold tuned on training rows; "
+                f"`{PRODUCT}`: the product's generation path, each stage's VLM inside the text scorer of "
+                f"`{args.default_model}` (its settings unchanged).\n\n" + body)
         results["update_section"]("ablation", text, command)
     return 0
 

@@ -152,27 +152,16 @@ def train_encoder(triples: list[dict], args) -> tuple[object, float, list[dict]]
 # 3. attach ----------------------------------------------------------------------------------
 def attach_scorer(vlm_dir: str, encoder, settings: dict):
     """(model, processor): the VLM folder's model with the encoder inside (`config.text_scorer`)."""
-    from f2rvlm.models.hub import load_model
-    from f2rvlm.models.modeling_f2rvlm import MODEL_CLASSES
-    from f2rvlm.models.registry_f2rvlm import family_for_model_type
+    from f2rvlm.models.hub import load_with_text_scorer
 
-    vlm, processor = load_model(vlm_dir)
     bert = encoder[0].auto_model
-    config = vlm.config
-    config.text_scorer = {k: v for k, v in bert.config.to_dict().items()
-                          if k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                                   "intermediate_size", "hidden_act", "max_position_embeddings",
-                                   "type_vocab_size", "layer_norm_eps", "pad_token_id")}
-    for key, value in settings.items():
-        setattr(config, key, value)
-    model = MODEL_CLASSES[family_for_model_type(config.model_type).name](config)
-    missing, unexpected = model.load_state_dict(vlm.state_dict(), strict=False)
-    if unexpected or any(not k.startswith("text_scorer.") for k in missing):
-        raise RuntimeError(f"VLM weights did not map: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    config = {k: v for k, v in bert.config.to_dict().items()
+              if k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                       "intermediate_size", "hidden_act", "max_position_embeddings",
+                       "type_vocab_size", "layer_norm_eps", "pad_token_id")}
     # the sentence encoder is mean-pooled: BERT's pooler (unused, absent from our encoder) stays out
-    model.text_scorer.encoder.load_state_dict({k: v for k, v in bert.state_dict().items() if not k.startswith("pooler.")})
-    processor.scorer_tokenizer = encoder.tokenizer
-    return model.eval(), processor
+    state = {k: v for k, v in bert.state_dict().items() if not k.startswith("pooler.")}
+    return load_with_text_scorer(vlm_dir, config, state, encoder.tokenizer, settings)
 
 
 # 4. select ----------------------------------------------------------------------------------

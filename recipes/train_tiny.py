@@ -111,6 +111,8 @@ def main(argv=None) -> int:
     p.add_argument("--grpo_steps", default=None,
                    help="override the planned GRPO steps (each run): a number, or `epoch` for one pass over the "
                         "curriculum's rows (both runs take that many steps; a shorter run never reaches the hard rows)")
+    p.add_argument("--grpo_learning_rate", type=float, default=None,
+                   help="override tiny-cpu/grpo.yaml's learning rate in both GRPO runs (the ablation's one-pass runs)")
     p.add_argument("--reuse_sft", action="store_true",
                    help="keep OUT/sft and OUT/curriculum from an earlier run of the same seed (rerun GRPO + evaluation)")
     p.add_argument("--systems", nargs="+", default=None, choices=list(SYSTEM_KEYS),
@@ -177,6 +179,8 @@ def main(argv=None) -> int:
     # 4. GRPO without / with the curriculum (same steps and time) -----------------------------
     grpo_common = ["--config", cfg("grpo"), "--model_name_or_path", os.path.join(sft, "merged"),
                    "--max_steps", str(sizes["grpo_max_steps"]), "--seed", str(args.seed)]
+    if args.grpo_learning_rate:
+        grpo_common += ["--learning_rate", str(args.grpo_learning_rate)]
     grpo_nocur = os.path.join(out, "grpo_nocur")
     timings["grpo_nocur"] = run([py, "recipes/grpo.py", *grpo_common, "--dataset_path", data, "--output_dir", grpo_nocur,
                                  "--shuffle_dataset", "true", "--max_train_samples", str(sizes["curriculum_rows"]),

@@ -148,6 +148,27 @@ def load_model(path_or_repo: str, device: str = "cpu", dtype=None):
     return model, processor
 
 
+def load_with_text_scorer(vlm: str, scorer_config: dict, scorer_state: dict, scorer_tokenizer, settings: dict):
+    """(model, processor): the F2RVLM folder `vlm` with a text scorer inside: its BERT config
+    (`config.text_scorer`), encoder weights and tokenizer, and the `text_scorer_*` settings on the config.
+    The VLM's own weights are kept as they are (recipes/train_scorer.py attaches a fine-tuned encoder;
+    recipes/ablation.py puts the default model's scorer around each stage's VLM)."""
+    from .modeling_f2rvlm import MODEL_CLASSES
+
+    base, processor = load_model(vlm)
+    config = base.config
+    config.text_scorer = dict(scorer_config)
+    for key, value in settings.items():
+        setattr(config, key, value)
+    model = MODEL_CLASSES[family_for_model_type(config.model_type).name](config)
+    missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("text_scorer.") for k in missing):
+        raise RuntimeError(f"VLM weights of {vlm} did not map: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model.text_scorer.encoder.load_state_dict(scorer_state)
+    processor.scorer_tokenizer = scorer_tokenizer
+    return model.eval(), processor
+
+
 def save_f2rvlm_folder(model, processor, out: str) -> str:
     """save_pretrained with remote code: safetensors, code files, auto_map for every Auto class."""
     from .modeling_f2rvlm import F2RVLMMixin
